@@ -1,0 +1,3 @@
+//! mtorrent benchmarks.
+
+fn main() {}

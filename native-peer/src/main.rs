@@ -1,0 +1,3 @@
+//! The mtorrent command-line peer.
+
+fn main() {}

@@ -1,0 +1,38 @@
+//! The mtorrent protocol core.
+//!
+//! Everything the tracker, the native peer and the browser peer must agree on lives here, as pure
+//! logic with no sockets, no filesystem, no clock and no async runtime, so that it builds natively
+//! and for `wasm32-unknown-unknown` alike:
+//!
+//! - [`Metainfo`]: the `.mtorrent` file, built with a streaming [`PieceHasher`], written as JSON,
+//!   parsed with validation ([`MetainfoError`]), and identified by its [`InfoHash`];
+//! - [`Lengths`]: piece and block arithmetic for 512 KiB pieces;
+//! - [`Bitfield`]: which pieces a peer has;
+//! - [`wire`]: the binary peer-wire messages and their codec;
+//! - [`tracker`]: the tracker messages (peer ⇄ tracker and tracker ⇄ tracker) and their codec;
+//! - [`Scheduler`]: the sans-IO download scheduler that decides which block to request from
+//!   which peer.
+//!
+//! Drivers (the tracker server, the native peer, the web peer) feed bytes, events and the current
+//! time into these types and carry their outputs to the network or the disk.
+#![warn(missing_docs)]
+
+mod bitfield;
+mod ids;
+mod metainfo;
+mod piece;
+mod scheduler;
+pub mod tracker;
+pub mod wire;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use bitfield::{Bitfield, BitfieldError};
+pub use ids::{IdParseError, InfoHash, PeerId, PieceHash};
+pub use metainfo::{
+    Metainfo, MetainfoError, PieceHasher, PieceHashes, MAX_FILE_SIZE, MAX_METAINFO_BYTES,
+    MAX_NAME_BYTES,
+};
+pub use piece::{BlockRef, Lengths, ValidPieceIndex, BLOCK_SIZE, PIECE_SIZE};

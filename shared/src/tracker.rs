@@ -1,0 +1,1 @@
+//! Tracker messages: peer ⇄ tracker and tracker ⇄ tracker, and their codec.

@@ -1,0 +1,1 @@
+//! Peer-wire messages and their binary codec.

@@ -1,0 +1,3 @@
+//! The mtorrent tracker.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The mtorrent browser peer.
