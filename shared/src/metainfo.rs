@@ -567,7 +567,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        let cases: [(&str, fn(&str) -> MetainfoError); 9] = [
+        type Expected = fn(&str) -> MetainfoError;
+        let cases: [(&str, Expected); 9] = [
             ("", |_| MetainfoError::EmptyName),
             ("a/b", |n| MetainfoError::NameHasSeparator(n.into())),
             ("../etc/passwd", |n| {
