@@ -1,0 +1,1 @@
+//! Benchmarks that compare mtorrent with standard tools on this machine; one binary each.

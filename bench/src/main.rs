@@ -1,3 +1,0 @@
-//! mtorrent benchmarks.
-
-fn main() {}

@@ -1,0 +1,1 @@
+//! The `mtorrent` command: create, inspect, verify.

@@ -1,0 +1,1 @@
+//! The tracker pair: registry, replication, persistence, faults.
