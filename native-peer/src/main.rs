@@ -1,3 +1,24 @@
-//! The mtorrent command-line peer.
+//! `mtorrent`: the command-line peer.
+//!
+//! Exit codes: 0 success; 1 the command ran but found a problem it reports (for example pieces
+//! that do not match in `verify`); 2 an error (bad arguments, unreadable or invalid input).
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod hashing;
+mod output;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
