@@ -23,3 +23,5 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
     path
 }
+
+pub mod command;
