@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Sets up what is missing, builds mtorrent in release and runs the system: tracker 1 and
+# tracker 2, twins of each other, each serving the web page. Ctrl-C stops everything.
+#
+# Environment: MTORRENT_PORT_1 / MTORRENT_PORT_2 (default 7001 / 7002), MTORRENT_HOST (default
+# 127.0.0.1), MTORRENT_STATE (default ${XDG_STATE_HOME:-~/.local/state}/mtorrent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+host=${MTORRENT_HOST:-127.0.0.1}
+port1=${MTORRENT_PORT_1:-7001}
+port2=${MTORRENT_PORT_2:-7002}
+state=${MTORRENT_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/mtorrent}
+
+bash scripts/setup.sh >/dev/null
+echo "building (release)..." >&2
+cargo build --release --locked -p mtorrent-tracker -p mtorrent-native-peer >&2
+
+mkdir -p "$state/tracker-1" "$state/tracker-2" "$state/logs"
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  ((${#pids[@]})) && kill "${pids[@]}" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+start_tracker() { # number, port, twin port
+  local log="$state/logs/tracker-$1.log" out="$state/logs/tracker-$1.out"
+  ./target/release/mtorrent-tracker --listen "$host:$2" --twin "ws://$host:$3/ws" \
+    --data-dir "$state/tracker-$1" --www www >"$out" 2>"$log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q '^listening on' "$out" 2>/dev/null && return 0
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "tracker $1 did not start; its log ($log):" >&2
+  tail -n 20 "$log" >&2
+  exit 1
+}
+
+start_tracker 1 "$port1" "$port2"
+start_tracker 2 "$port2" "$port1"
+
+cat <<MSG
+mtorrent is running:
+  tracker 1   ws://$host:$port1/ws   page: http://$host:$port1/   stats: http://$host:$port1/stats
+  tracker 2   ws://$host:$port2/ws   page: http://$host:$port2/   stats: http://$host:$port2/stats
+  state and logs in $state
+Share a file:  ./target/release/mtorrent create FILE --tracker ws://$host:$port1/ws --tracker ws://$host:$port2/ws
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}"
+echo "a tracker stopped; see $state/logs" >&2
+exit 1

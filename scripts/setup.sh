@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs whatever this machine lacks to build, run and test mtorrent, and nothing else:
+# Debian packages (only the missing ones) and the wasm32 Rust target.
+# Needs a Debian machine with rustup; runs apt-get as root (directly, or through sudo).
+# Prints the name of the Rust toolchain that builds wasm32 as its last line on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# Debian packages the project uses: `time` and `openssl`/`coreutils` for the hashing benchmark,
+# python3 for the wasm import check, pkg-config and a C compiler for -sys crates.
+packages=(time openssl coreutils python3 ca-certificates gcc pkg-config)
+
+as_root() {
+  if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -q >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+else
+  log "Debian packages: all present"
+fi
+
+command -v cargo >/dev/null || {
+  log "cargo is missing: install Rust with rustup (https://rustup.rs) and run this again"
+  exit 1
+}
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" \
+    || { log "adding rustup component $component"; rustup component add "$component" >&2; }
+done
+
+toolchain=$(bash scripts/wasm-toolchain.sh)
+log "wasm32 toolchain: $toolchain"
+echo "$toolchain"
