@@ -1,101 +1,6 @@
 //! The sans-IO download scheduler: which block to request from which peer.
 //!
-//! A [`Scheduler`] tracks one download: which pieces we have, which peers have what, and every
-//! outstanding block request. It reads no clock and draws no randomness of its own: the driver
-//! passes the time since its own start as `now`, and a seed at construction for tie-breaking.
-//! The same inputs therefore always give the same requests.
-//!
-//! # Piece states
-//!
-//! Every piece is in exactly one [`PieceState`]:
-//!
-//! ```text
-//!                 first block requested            last block received
-//!   Queued ───────────────────────────────► InFlight ─────────────────► AwaitingHash
-//!     ▲  ▲   every request released, nothing received │                    │      │
-//!     │  └────────────────────────────────────────────┘        hash ok    │      │ hash failed
-//!     │                                                  Have ◄───────────┘      │
-//!     └──────────────────────────────────────────────────────────────────────────┘
-//!
-//!   NotNeeded: never requested.
-//! ```
-//!
-//! # Rules
-//!
-//! - **Partial pieces first.** A peer is given a missing, unrequested block of a piece already in
-//!   flight if it has one such piece (the oldest one first), so pieces finish and get verified
-//!   early instead of many pieces being half done.
-//! - **Rarest first.** Otherwise it starts the queued piece that the fewest connected peers
-//!   have, among those it has; ties are broken at random (from the seed).
-//! - **One peer per block** outside endgame.
-//! - **Endgame** starts when no block is left that has never been requested and that some
-//!   connected peer could serve. A peer with room is then given a block already requested
-//!   elsewhere (fewest requesters first), up to
-//!   [`SchedulerConfig::endgame_max_requests_per_block`] peers per block. When one copy
-//!   arrives, the other requests are cancelled ([`Event::Cancel`]).
-//! - **Per-peer limit**: at most [`SchedulerConfig::max_in_flight_per_peer`] outstanding
-//!   requests per peer, and one while the peer is *snubbed* (one of its requests timed out and
-//!   it has not delivered since).
-//! - **Timeouts**: a request unanswered after [`SchedulerConfig::request_timeout`] is cancelled
-//!   and its block goes back to be requested from anyone.
-//! - **Hash failures**: the piece is queued again and every peer that sent one of its blocks
-//!   gets a strike; at [`SchedulerConfig::max_hash_failures`] strikes it is banned.
-//! - **Rejections**: a peer that rejects a request is taken not to have that piece until it
-//!   announces it again with a Have, so it is not asked for it again and again.
-//!
-//! # Driving it
-//!
-//! Like quinn-proto's `Connection`, the methods come in four kinds: getters, `handle_*` for
-//! inputs, commands ([`Scheduler::next_request`]) and `poll_*` for outputs. A driver:
-//!
-//! 1. creates it with [`Scheduler::new`] from the file's [`Lengths`] and the pieces already
-//!    verified on disk;
-//! 2. feeds every input as it comes: [`handle_peer_added`] once a peer's bitfield arrives (peers
-//!    start choked, as in BitTorrent), [`handle_have`], [`handle_choked`],
-//!    [`handle_unchoked`], [`handle_block_received`], [`handle_request_rejected`],
-//!    [`handle_peer_removed`], and after hashing a completed piece [`handle_hash_ok`] (then
-//!    announces Have to its peers) or [`handle_hash_failed`];
-//! 3. after each input, drains [`poll_event`] (sends Cancels, disconnects banned peers), then
-//!    for every unchoked peer sends requests while [`next_request`] returns blocks: any input
-//!    can free room at a peer or make blocks requestable again;
-//! 4. keeps one timer armed at [`poll_timeout`]; when it fires, calls [`handle_timeout`] and
-//!    goes on as in step 3;
-//! 5. sends Interested / Not interested as [`is_interesting`] changes, and stops when
-//!    [`is_complete`].
-//!
-//! # Cost
-//!
-//! With `P` pieces, `N` connected peers, `B` outstanding requests and `O` pieces in flight:
-//!
-//! - [`next_request`]: O(O) to look for a partial piece, plus, once per started piece (every
-//!   eighth block), a rarest-first pick that inspects a handful of pieces when the peer has a
-//!   fair share of the queue and never more than O(P / 64) words when it has few; in endgame
-//!   O(B). Bookkeeping is O(log B).
-//! - [`handle_block_received`], [`handle_request_rejected`], [`handle_timeout`] per expired
-//!   request: O(log B), plus O(N) when a piece changes state.
-//! - [`handle_have`]: O(1) amortised; [`handle_peer_added`] / [`handle_peer_removed`]: O(P / 64
-//!   + pieces the peer has); [`handle_hash_ok`] / [`handle_hash_failed`]: O(N).
-//!
-//! Memory is about 13 bytes per piece plus O(B + N) — a 1 TiB file (2²¹ pieces) takes about
-//! 27 MiB whatever the number of peers.
-//!
-//! The invariants that hold between calls are listed in `STATE.md` beside this file.
-//!
-//! [`handle_peer_added`]: Scheduler::handle_peer_added
-//! [`handle_have`]: Scheduler::handle_have
-//! [`handle_choked`]: Scheduler::handle_choked
-//! [`handle_unchoked`]: Scheduler::handle_unchoked
-//! [`handle_block_received`]: Scheduler::handle_block_received
-//! [`handle_request_rejected`]: Scheduler::handle_request_rejected
-//! [`handle_peer_removed`]: Scheduler::handle_peer_removed
-//! [`handle_hash_ok`]: Scheduler::handle_hash_ok
-//! [`handle_hash_failed`]: Scheduler::handle_hash_failed
-//! [`handle_timeout`]: Scheduler::handle_timeout
-//! [`poll_event`]: Scheduler::poll_event
-//! [`poll_timeout`]: Scheduler::poll_timeout
-//! [`next_request`]: Scheduler::next_request
-//! [`is_interesting`]: Scheduler::is_interesting
-//! [`is_complete`]: Scheduler::is_complete
+#![doc = include_str!("GUIDE.md")]
 
 mod download;
 mod peer;
@@ -123,8 +28,9 @@ pub use self::types::{BlockOutcome, Event, PeerKey, PieceState, SchedulerConfig,
 use crate::bitfield::Bitfield;
 use crate::piece::{BlockRef, Lengths, ValidPieceIndex};
 
-/// Decides which block to request from which peer, for one download. See the
-/// [module documentation](self) for the rules and the order of calls.
+/// Decides which block to request from which peer, for one download.
+///
+#[doc = include_str!("GUIDE.md")]
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     lengths: Lengths,
