@@ -36,3 +36,6 @@ pub use metainfo::{
     MAX_NAME_BYTES,
 };
 pub use piece::{BlockRef, Lengths, ValidPieceIndex, BLOCK_SIZE, PIECE_SIZE};
+pub use scheduler::{
+    BlockOutcome, Event, PeerKey, PieceState, Scheduler, SchedulerConfig, SchedulerError,
+};

@@ -1,1 +1,0 @@
-//! The sans-IO download scheduler.
