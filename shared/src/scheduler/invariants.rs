@@ -119,6 +119,11 @@ impl Scheduler {
                 .count();
             assert_eq!(state.queued as usize, queued, "13: {peer}");
             assert_eq!(state.needed as usize, needed, "13: {peer}");
+            let floor = self.queue.valid_level(&state.floor);
+            let below = state.has.iter_ones().find(|&p| {
+                self.states[p as usize] == PieceState::Queued && self.queue.availability(p) < floor
+            });
+            assert_eq!(below, None, "14: {peer} has a queued piece below its floor");
         }
     }
 }

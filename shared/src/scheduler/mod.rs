@@ -231,6 +231,7 @@ impl Scheduler {
         state.queued += u32::from(self.states[piece as usize] == PieceState::Queued);
         state.needed += u32::from(is_needed(self.states[piece as usize]));
         self.queue.increment(piece, &mut self.rng);
+        self.queue.announced(&mut state.floor, piece);
     }
 
     /// The peer choked us: it drops our outstanding requests, so they are released for other

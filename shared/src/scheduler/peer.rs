@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::rarity::Floor;
 use super::types::SchedulerConfig;
 use crate::bitfield::Bitfield;
 
@@ -27,6 +28,8 @@ pub(super) struct Peer {
     pub(super) in_flight: BTreeMap<BlockKey, Duration>,
     /// How many queued pieces it has: when zero, the rarest-first queue need not be scanned.
     pub(super) queued: u32,
+    /// Where its rarest-first scans start.
+    pub(super) floor: Floor,
     /// How many pieces it has that we still need (queued, in flight, awaiting hash).
     pub(super) needed: u32,
     /// How many pieces it contributed to failed their hash check.
@@ -43,6 +46,7 @@ impl Peer {
             snubbed: false,
             in_flight: BTreeMap::new(),
             queued: 0,
+            floor: Floor::default(),
             needed: 0,
             strikes: 0,
             timeouts: 0,

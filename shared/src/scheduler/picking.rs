@@ -20,14 +20,17 @@ impl Scheduler {
 
     /// Starts the rarest queued piece the peer has and returns its first block.
     pub(super) fn pick_queued(&mut self, peer: PeerKey) -> Option<BlockKey> {
-        let state = &self.peers[&peer];
+        let state = self.peers.get_mut(&peer).expect("known peer");
         if state.queued == 0 {
             return None;
         }
-        // Scanning as many queue entries as the fallback reads words keeps the worst case at
-        // O(pieces / 64) while a peer with a fair share of the queue is served in a few probes.
+        // Scanning as many queue entries as the fallback reads words keeps the probing cost
+        // within that of the fallback, while a peer with a fair share of the buckets above its
+        // floor is served in a few probes.
         let budget = (self.lengths.piece_count() as usize / 64).max(64);
-        let piece = self.queue.pick(&state.has, budget, &mut self.rng)?;
+        let piece = self
+            .queue
+            .pick(&state.has, &mut state.floor, budget, &mut self.rng)?;
         self.start_download(piece);
         Some(BlockKey { piece, block: 0 })
     }

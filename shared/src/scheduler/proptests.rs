@@ -80,7 +80,31 @@ fn request_checked(s: &mut Scheduler, peer: PeerKey, now: Duration) -> Option<Bl
         "{block:?} already requested outside endgame"
     );
     assert!(s.in_flight(peer) as u32 <= s.config().max_in_flight_per_peer);
+    if before.piece_state(piece) == PieceState::Queued {
+        check_new_piece_choice(&before, peer, piece);
+    }
     Some(block)
+}
+
+/// A piece is only started when the peer has no partial piece to continue, and it is one of
+/// the rarest queued pieces the peer has.
+fn check_new_piece_choice(before: &Scheduler, peer: PeerKey, piece: ValidPieceIndex) {
+    let has = &before.peers[&peer].has;
+    assert!(
+        before.open.values().all(|&open| !has.bit(open)),
+        "started {piece:?} while a partial piece was available"
+    );
+    let rarest = before
+        .lengths()
+        .pieces()
+        .filter(|&p| has.get(p) && before.piece_state(p) == PieceState::Queued)
+        .map(|p| before.availability(p))
+        .min();
+    assert_eq!(
+        Some(before.availability(piece)),
+        rarest,
+        "{piece:?} is not rarest"
+    );
 }
 
 #[derive(Debug, Clone)]

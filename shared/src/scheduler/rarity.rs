@@ -11,6 +11,14 @@
 //! Each time a piece lands in a bucket it swaps with a random member of that bucket, so the
 //! order within a bucket is a random permutation: scanning from the rarest bucket breaks ties at
 //! random, as BitTorrent's rarest-first wants, without sorting anything.
+//!
+//! In real swarms availability is correlated: the rarest pieces are rare because most peers
+//! lack them, so a scan from the rarest bucket can meet thousands of pieces the asking peer
+//! lacks before one it has. Each peer therefore keeps a [`Floor`]: the lowest availability at
+//! which it can have a queued piece. Scans start at the floor's bucket. The floor stays valid
+//! until a queued piece lands in a lower bucket by a decrement or an insertion, which the
+//! index records per bucket with an epoch (`lowered_at`), so checking a floor costs
+//! O(buckets) and no peer has to be visited when availability drops.
 
 use super::rng::SplitMix64;
 use crate::bitfield::Bitfield;
@@ -32,6 +40,19 @@ pub(super) struct Rarity {
     end: Vec<u32>,
     /// The queued pieces as a bitfield, to intersect with a peer's quickly.
     members: Bitfield,
+    /// Counts the events that can lower a floor.
+    epoch: u64,
+    /// Per bucket: the epoch at which a queued piece last entered it from above or from
+    /// outside the queue.
+    lowered_at: Vec<u64>,
+}
+
+/// A lower bound on the availability of the queued pieces one peer has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Floor {
+    /// As of `epoch`, the peer had no queued piece of availability below `level`.
+    level: u32,
+    epoch: u64,
 }
 
 impl Rarity {
@@ -43,6 +64,8 @@ impl Rarity {
             position: vec![ABSENT; piece_count as usize],
             end: vec![0],
             members: Bitfield::new(piece_count),
+            epoch: 0,
+            lowered_at: vec![0],
         }
     }
 
@@ -60,6 +83,7 @@ impl Rarity {
     }
 
     /// The queued pieces that some peer has, rarest first, ties in random order.
+    #[cfg(test)]
     pub(super) fn rarest_available(&self) -> impl Iterator<Item = u32> + '_ {
         self.order[self.end[0] as usize..].iter().copied()
     }
@@ -84,6 +108,7 @@ impl Rarity {
         self.put(piece, hole);
         self.end[level] += 1;
         self.members.set_bit(piece);
+        self.lowered(level);
         self.shuffle_in(piece, rng);
     }
 
@@ -137,22 +162,60 @@ impl Rarity {
         let first = self.end[level - 1];
         self.swap(self.position[piece as usize], first);
         self.end[level - 1] += 1;
+        self.lowered(level - 1);
         self.shuffle_in(piece, rng);
     }
 
-    /// The rarest queued piece that `has` holds, ties broken at random, or `None`.
-    ///
-    /// Scans at most `budget` pieces from the rarest bucket up, which finds one at once when
-    /// the peer has a fair share of the queue. Failing that (a peer with few pieces), it walks
-    /// the intersection of the peer's bitfield with the queue, a word at a time: O(pieces / 64).
-    pub(super) fn pick(&self, has: &Bitfield, budget: usize, rng: &mut SplitMix64) -> Option<u32> {
-        if let Some(piece) = self
-            .rarest_available()
-            .take(budget)
-            .find(|&piece| has.bit(piece))
-        {
-            return Some(piece);
+    /// Lowers `floor` if `piece`, which its peer just announced, is queued below it.
+    pub(super) fn announced(&self, floor: &mut Floor, piece: u32) {
+        if self.contains(piece) {
+            floor.level = floor.level.min(self.availability(piece));
         }
+    }
+
+    /// The rarest queued piece that `has` holds, ties broken at random, or `None`. `floor` is
+    /// that peer's, and is raised to what the search learns.
+    ///
+    /// Scans at most `budget` pieces from the floor's bucket up, which finds one at once when
+    /// the peer has a fair share of those buckets. Failing that, it walks the intersection of
+    /// the peer's bitfield with the queue, O(pieces / 64 + pieces in both), and sets the floor
+    /// so that the next searches start where this one ended.
+    pub(super) fn pick(
+        &self,
+        has: &Bitfield,
+        floor: &mut Floor,
+        budget: usize,
+        rng: &mut SplitMix64,
+    ) -> Option<u32> {
+        let level = self.valid_level(floor).max(1) as usize;
+        let start = self
+            .end
+            .get(level - 1)
+            .map_or(self.order.len(), |&e| e as usize);
+        let found = self.order[start..]
+            .iter()
+            .take(budget)
+            .copied()
+            .find(|&piece| has.bit(piece))
+            .or_else(|| self.rarest_in_both(has, rng));
+        *floor = Floor {
+            // Nothing was found below the result: it is the rarest.
+            level: found.map_or(u32::MAX, |piece| self.availability(piece)),
+            epoch: self.epoch,
+        };
+        found
+    }
+
+    /// The floor's level if still valid, else the lowest bucket that may hold a piece below it.
+    pub(super) fn valid_level(&self, floor: &Floor) -> u32 {
+        let levels = (floor.level as usize).min(self.lowered_at.len());
+        (0..levels)
+            .find(|&level| self.lowered_at[level] > floor.epoch)
+            .map_or(floor.level, |level| level as u32)
+    }
+
+    /// The rarest queued piece in `has`, ties broken at random by reservoir sampling.
+    fn rarest_in_both(&self, has: &Bitfield, rng: &mut SplitMix64) -> Option<u32> {
         let mut best = None;
         let mut ties = 0;
         for piece in has.iter_ones_in_both(&self.members) {
@@ -162,7 +225,7 @@ impl Rarity {
                 _ if availability == 0 => {}
                 Some((_, a)) if a < availability => {}
                 Some((_, a)) if a == availability => {
-                    // Reservoir sampling: each of the `ties` equals wins with probability 1/ties.
+                    // Each of the `ties` equals wins with probability 1/ties.
                     ties += 1;
                     if rng.below(ties) == 0 {
                         best = Some((piece, availability));
@@ -175,6 +238,15 @@ impl Rarity {
             }
         }
         best.map(|(piece, _)| piece)
+    }
+
+    /// Records that a queued piece entered bucket `level` from above or from outside.
+    fn lowered(&mut self, level: usize) {
+        self.epoch += 1;
+        if self.lowered_at.len() <= level {
+            self.lowered_at.resize(level + 1, 0);
+        }
+        self.lowered_at[level] = self.epoch;
     }
 
     /// Makes sure bucket `level` exists.
@@ -275,7 +347,10 @@ mod tests {
                     rarity.insert(piece, &mut rng);
                     rarity.increment(piece, &mut rng);
                 }
-                rarity.pick(&Bitfield::full(10), 64, &mut rng).unwrap()
+                let mut floor = Floor::default();
+                rarity
+                    .pick(&Bitfield::full(10), &mut floor, 64, &mut rng)
+                    .unwrap()
             })
             .collect();
         assert!(firsts.len() > 5, "{firsts:?}");
@@ -294,7 +369,16 @@ mod tests {
             let mut rarity = Rarity::new(24);
             let mut queued = [false; 24];
             let mut availability = [0u32; 24];
-            for op in ops {
+            // The asking peer's own pieces: it counts towards their availability, which thus
+            // never drops below 1, as in the scheduler.
+            let mut bits = Bitfield::new(24);
+            for (p, _) in has.iter().enumerate().filter(|(_, &h)| h) {
+                bits.set_bit(p as u32);
+                rarity.increment(p as u32, &mut rng);
+                availability[p] += 1;
+            }
+            let mut floor = Floor::default();
+            for (step, op) in ops.into_iter().enumerate() {
                 match op {
                     Op::Insert(p) if !queued[p as usize] => {
                         rarity.insert(p, &mut rng);
@@ -308,36 +392,32 @@ mod tests {
                         rarity.increment(p, &mut rng);
                         availability[p as usize] += 1;
                     }
-                    Op::Decrement(p) if availability[p as usize] > 0 => {
+                    Op::Decrement(p) if availability[p as usize] > u32::from(has[p as usize]) => {
                         rarity.decrement(p, &mut rng);
                         availability[p as usize] -= 1;
                     }
                     _ => {}
                 }
                 rarity.check();
-            }
-            for p in 0..24u32 {
-                prop_assert_eq!(rarity.contains(p), queued[p as usize]);
-                prop_assert_eq!(rarity.availability(p), availability[p as usize]);
-            }
-            let mut bits = Bitfield::new(24);
-            for (p, _) in has.iter().enumerate().filter(|(_, &h)| h) {
-                bits.set_bit(p as u32);
-            }
-            let best = (0..24)
-                .filter(|&p| queued[p] && has[p] && availability[p] > 0)
-                .map(|p| availability[p])
-                .min();
-            for budget in [0, 1, 64] {
-                let picked = rarity.pick(&bits, budget, &mut rng);
+                let best = (0..24)
+                    .filter(|&p| queued[p] && has[p])
+                    .map(|p| availability[p])
+                    .min();
+                // Alternate budgets so that both paths run, with the floor carried over.
+                let budget = [0, 1, 64][step % 3];
+                let picked = rarity.pick(&bits, &mut floor, budget, &mut rng);
                 match best {
                     None => prop_assert_eq!(picked, None),
                     Some(min) => {
                         let p = picked.unwrap() as usize;
                         prop_assert!(queued[p] && has[p]);
-                        prop_assert_eq!(availability[p], min);
+                        prop_assert_eq!(availability[p], min, "step {}", step);
                     }
                 }
+            }
+            for p in 0..24u32 {
+                prop_assert_eq!(rarity.contains(p), queued[p as usize]);
+                prop_assert_eq!(rarity.availability(p), availability[p as usize]);
             }
         }
     }

@@ -462,3 +462,20 @@ fn a_peer_with_few_pieces_among_many_still_finds_them() {
     add(&mut s, B, bits(n, &[n - 7]));
     assert_eq!(s.next_request(B, T0).unwrap().piece.get(), n - 7);
 }
+
+#[test]
+fn a_rare_piece_announced_later_is_picked_next() {
+    let mut s = new_scheduler(4, BLOCKS_PER_PIECE, 0);
+    s.handle_peer_added(A, Bitfield::full(4)).unwrap();
+    s.handle_peer_added(B, bits(4, &[0, 1, 2])).unwrap();
+    add(&mut s, C, bits(4, &[0, 1, 2]));
+    // Pieces 0, 1, 2 are held by three peers, piece 3 by one, which C lacks.
+    let first = fill(&mut s, C, T0);
+    let started = first[0].piece;
+    assert_eq!(s.availability(started), 3);
+    let last = deliver(&mut s, C, &first);
+    assert_eq!(last, BlockOutcome::PieceComplete(started));
+    s.handle_hash_ok(started).unwrap();
+    s.handle_have(C, piece(&s, 3));
+    assert_eq!(s.next_request(C, T0).unwrap().piece.get(), 3);
+}
