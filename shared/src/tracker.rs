@@ -1,1 +1,343 @@
-//! Tracker messages: peer ⇄ tracker and tracker ⇄ tracker, and their codec.
+//! Tracker messages, peer ⇄ tracker and tracker ⇄ tracker, and their codec.
+//!
+//! Tracker messages are JSON objects in WebSocket text messages, each with a `"type"` field
+//! naming the message. Info hashes and peer ids are 40 hex characters. Everything a tracker
+//! receives, from a peer or from its twin, is a [`ToTracker`]; everything it sends to a peer is a
+//! [`FromTracker`]. Decoding checks the size limit ([`MAX_TRACKER_MESSAGE_BYTES`]) before it
+//! parses anything.
+//!
+//! A peer's conversation with a tracker:
+//!
+//! - [`Announce`] with event `started` when it joins a swarm (carrying the `.mtorrent` when it
+//!   shares a new file, so the tracker can list it), `update` every `interval_secs`, `completed`
+//!   when it finishes, `stopped` when it leaves; each is answered with [`FromTracker::Peers`].
+//! - [`ToTracker::Signal`]: a native peer asks that a browser peer dial it back (browsers cannot
+//!   accept connections); the browser gets [`FromTracker::Signal`], from this tracker or through
+//!   its twin ([`ToTracker::SyncSignal`]).
+//! - [`ToTracker::ListFiles`] and [`ToTracker::GetMetainfo`]: the files the tracker knows.
+//!
+//! Twins exchange `sync_*` messages: a `sync_hello` then `sync_state` (the full registry) on
+//! every (re)connection, then each change as it happens.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{InfoHash, PeerId};
+
+/// The largest tracker message: room for an announce carrying the `.mtorrent` of a file of about
+/// 200 GiB, or a full-state sync of a large registry.
+pub const MAX_TRACKER_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default number of peers asked for in an announce.
+pub const DEFAULT_NUMWANT: u32 = 50;
+
+/// What an announce says about the peer's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnounceEvent {
+    /// The peer joins the swarm.
+    Started,
+    /// The peer has just finished downloading: it is now a seeder.
+    Completed,
+    /// The peer leaves the swarm.
+    Stopped,
+    /// A periodic re-announce.
+    Update,
+}
+
+/// How to reach a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerAddress {
+    /// A native peer listening for WebSocket connections at `url` (`ws://host:port/...`).
+    Native {
+        /// The peer's WebSocket URL.
+        url: String,
+    },
+    /// A browser peer: it cannot be dialled, only asked through its tracker to dial back.
+    Browser,
+}
+
+impl PeerAddress {
+    /// Whether the address is usable: a browser, or a `ws://`/`wss://` URL with a host and no
+    /// whitespace, at most 2048 bytes long.
+    pub fn is_valid(&self) -> bool {
+        match self {
+            PeerAddress::Browser => true,
+            PeerAddress::Native { url } => is_ws_url(url),
+        }
+    }
+}
+
+/// Whether `url` looks like a dialable WebSocket URL.
+pub fn is_ws_url(url: &str) -> bool {
+    let Some(rest) = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+    else {
+        return false;
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    url.len() <= 2048
+        && !host.is_empty()
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// An announce: a peer's state in one swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    /// The file.
+    pub info_hash: InfoHash,
+    /// The announcing peer; bound to the connection that first used it.
+    pub peer_id: PeerId,
+    /// What happened.
+    pub event: AnnounceEvent,
+    /// How other peers reach this one.
+    pub address: PeerAddress,
+    /// Bytes the peer still lacks; 0 for a seeder.
+    pub left: u64,
+    /// How many peers it wants in the answer.
+    #[serde(default = "default_numwant")]
+    pub numwant: u32,
+    /// The `.mtorrent` document, to register the file in the tracker's catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metainfo: Option<String>,
+}
+
+fn default_numwant() -> u32 {
+    DEFAULT_NUMWANT
+}
+
+/// A peer in a swarm, as trackers tell peers and each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer's id.
+    pub peer_id: PeerId,
+    /// How to reach it.
+    pub address: PeerAddress,
+    /// Whether it has the whole file.
+    pub complete: bool,
+}
+
+/// A file in the tracker's catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// The file's identity.
+    pub info_hash: InfoHash,
+    /// Its name.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Peers with the whole file.
+    pub seeders: u32,
+    /// Peers still downloading it.
+    pub leechers: u32,
+}
+
+/// One peer of one swarm in a twin's registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPeer {
+    /// The swarm.
+    pub info_hash: InfoHash,
+    /// The peer.
+    #[serde(flatten)]
+    pub peer: PeerInfo,
+}
+
+/// Everything a tracker receives: requests from peers, and sync messages from its twin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToTracker {
+    /// Join, update, complete or leave a swarm.
+    Announce(Announce),
+    /// Leave a swarm (the same as an announce with event `stopped`).
+    Leave {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The leaving peer.
+        peer_id: PeerId,
+    },
+    /// Ask that browser peer `to` dial `dial` for `info_hash`.
+    Signal {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The asking peer.
+        from: PeerId,
+        /// The browser peer to signal.
+        to: PeerId,
+        /// The URL it should dial.
+        dial: String,
+    },
+    /// List the files in the catalog.
+    ListFiles,
+    /// Fetch one file's `.mtorrent`.
+    GetMetainfo {
+        /// The file.
+        info_hash: InfoHash,
+    },
+    /// Twin: the first message on a link, naming the sending tracker.
+    SyncHello {
+        /// A random id the tracker chose when it started.
+        tracker_id: String,
+    },
+    /// Twin: the sender's whole registry, sent on every (re)connection.
+    SyncState {
+        /// Every live peer of every swarm.
+        peers: Vec<SyncPeer>,
+        /// Every `.mtorrent` in the catalog.
+        files: Vec<String>,
+    },
+    /// Twin: a peer joined or changed.
+    SyncPeer(SyncPeer),
+    /// Twin: a peer left a swarm.
+    SyncPeerRemoved {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The peer.
+        peer_id: PeerId,
+    },
+    /// Twin: a file was added to the catalog.
+    SyncFile {
+        /// Its `.mtorrent`.
+        metainfo: String,
+    },
+    /// Twin: deliver a signal to a browser peer connected to you.
+    SyncSignal {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The asking peer.
+        from: PeerId,
+        /// The browser peer.
+        to: PeerId,
+        /// The URL it should dial.
+        dial: String,
+    },
+}
+
+/// Why a tracker refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The message could not be decoded.
+    Malformed,
+    /// The message is over the size limit.
+    TooLarge,
+    /// Too many messages too fast.
+    RateLimited,
+    /// The peer id belongs to another connection.
+    PeerIdTaken,
+    /// This connection announces in too many swarms.
+    TooManySwarms,
+    /// The tracker has too many connections.
+    TooManyConnections,
+    /// The file is not in the catalog.
+    UnknownFile,
+    /// The signalled peer is not connected.
+    UnknownPeer,
+    /// The `.mtorrent` carried by an announce is invalid or is not for that info hash.
+    BadMetainfo,
+    /// The peer address is not usable.
+    BadAddress,
+}
+
+/// Everything a tracker sends to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromTracker {
+    /// The answer to an announce.
+    Peers {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// Seconds until the next announce is due.
+        interval_secs: u32,
+        /// A random sample of the swarm, never the asker.
+        peers: Vec<PeerInfo>,
+        /// Peers with the whole file.
+        seeders: u32,
+        /// Peers still downloading.
+        leechers: u32,
+    },
+    /// To a browser peer: dial `dial` for `info_hash`, because `from` wants pieces.
+    Signal {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The peer that asked.
+        from: PeerId,
+        /// The URL to dial.
+        dial: String,
+    },
+    /// The catalog.
+    Files {
+        /// Every file the tracker knows.
+        files: Vec<FileInfo>,
+    },
+    /// One file's `.mtorrent`.
+    Metainfo {
+        /// The file.
+        info_hash: InfoHash,
+        /// The document.
+        metainfo: String,
+    },
+    /// A refused request.
+    Error {
+        /// What kind of refusal.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+    },
+}
+
+/// Why text is not a tracker message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrackerCodecError {
+    /// The text is over [`MAX_TRACKER_MESSAGE_BYTES`].
+    #[error("message of {size} bytes exceeds the limit of {MAX_TRACKER_MESSAGE_BYTES}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// The text is not one of the messages.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl ToTracker {
+    /// Decodes a message received by a tracker.
+    pub fn decode(text: &str) -> Result<Self, TrackerCodecError> {
+        decode(text)
+    }
+
+    /// Encodes the message as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+}
+
+impl FromTracker {
+    /// Decodes a message received from a tracker.
+    pub fn decode(text: &str) -> Result<Self, TrackerCodecError> {
+        decode(text)
+    }
+
+    /// Encodes the message as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("plain data serialises")
+    }
+
+    /// An error reply.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        FromTracker::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, TrackerCodecError> {
+    if text.len() > MAX_TRACKER_MESSAGE_BYTES {
+        return Err(TrackerCodecError::TooLarge { size: text.len() });
+    }
+    serde_json::from_str(text).map_err(|e| TrackerCodecError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests;
