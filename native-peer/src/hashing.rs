@@ -1,100 +1,154 @@
-//! Hashing a local file into its piece hashes, on every core, with bounded memory.
+//! Hashing a local file's pieces, on every core, with bounded memory.
 //!
-//! Workers take piece indices from a shared counter and hash each piece on its own, so the work
-//! spreads evenly whatever the file size. Each worker reads the piece it is hashing with one
-//! positioned read into its own 512 KiB buffer, so memory stays at `workers × 512 KiB` whatever
-//! the file size. (Mapping each piece instead saves the copy out of the page cache but measured
-//! no faster here, and a file truncated under a mapping kills the process with SIGBUS.)
+//! Workers take pieces from a shared counter, two at a time, so the work spreads evenly whatever
+//! the file size. A worker reads its two pieces with positioned reads into its own two 512 KiB
+//! buffers and hashes them together ([`digest_pair`]): with SHA-NI one SHA1 leaves the core's
+//! SHA unit idle much of the time, and two interleaved fill it. Memory stays at
+//! `workers × 1 MiB` whatever the file size.
+//!
+//! Measured on a 2-core AMD EPYC with SHA-NI, 1 GiB in the page cache (`mtorrent create
+//! --threads 1`, and the `hashing` benchmark): one piece at a time took 0.55 s of CPU per GiB
+//! (about 1.9 GB/s per core, the same as `openssl speed sha1`); two at a time take 0.30 s (about
+//! 3.5 GB/s per core), and two cores hash 1 GiB in 0.25 s of wall time. Mapping pieces
+//! instead of reading them saves the copy out of the page cache but measured no faster, and a
+//! file truncated under a mapping kills the process with SIGBUS.
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::thread;
 
-use anyhow::{bail, Context, Result};
 use mtorrent_shared::{Lengths, PieceHash, ValidPieceIndex, PIECE_SIZE};
-use std::os::unix::fs::FileExt;
+
+use crate::sha1_x2::digest_pair;
 
 /// Bytes hashed so far, readable from another thread while hashing runs (for progress display).
 pub type Progress = AtomicU64;
 
-/// Hashes every piece of the file at `path`, whose size must be `lengths.total()`.
-///
-/// `workers` threads run at once (at least one); `progress` counts bytes done.
-pub fn hash_file(
-    path: &Path,
+/// What a worker found for one piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceResult {
+    /// The piece's hash.
+    Hashed(PieceHash),
+    /// The file ends before the piece does.
+    Missing,
+}
+
+/// Hashes every piece of `file` described by `lengths` on `workers` threads and reports each
+/// with `on_piece`, in no particular order. Pieces that end past `readable_len` (the file's
+/// actual size) are reported [`PieceResult::Missing`] without being read.
+pub fn hash_pieces(
+    file: &File,
     lengths: Lengths,
+    readable_len: u64,
     workers: usize,
     progress: &Progress,
-) -> Result<Vec<PieceHash>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let size = file
-        .metadata()
-        .with_context(|| format!("cannot read the size of {}", path.display()))?
-        .len();
-    if size != lengths.total() {
-        bail!(
-            "{} is {size} bytes, expected {}",
-            path.display(),
-            lengths.total()
-        );
-    }
+    on_piece: &(dyn Fn(ValidPieceIndex, PieceResult) + Sync),
+) -> io::Result<()> {
     let next = AtomicU32::new(0);
-    let hashes = Mutex::new(vec![PieceHash::default(); lengths.piece_count() as usize]);
-    let workers = workers.clamp(1, lengths.piece_count().max(1) as usize);
+    let worker = || -> io::Result<()> {
+        let mut buffers = [piece_buffer(), piece_buffer()];
+        loop {
+            let first = next.fetch_add(2, Ordering::Relaxed);
+            let Some(a) = lengths.validate_piece_index(first) else {
+                return Ok(());
+            };
+            let b = first
+                .checked_add(1)
+                .and_then(|i| lengths.validate_piece_index(i));
+            let ends_within = |p: ValidPieceIndex| {
+                lengths.piece_offset(p) + u64::from(lengths.piece_length(p)) <= readable_len
+            };
+            let [buffer_a, buffer_b] = &mut buffers;
+            match b {
+                Some(b)
+                    if lengths.piece_length(b) == PIECE_SIZE
+                        && ends_within(a)
+                        && ends_within(b) =>
+                {
+                    let data_a = read_piece(file, lengths, a, buffer_a)?;
+                    let data_b = read_piece(file, lengths, b, buffer_b)?;
+                    let (hash_a, hash_b) = digest_pair(data_a, data_b);
+                    on_piece(a, PieceResult::Hashed(hash_a));
+                    on_piece(b, PieceResult::Hashed(hash_b));
+                }
+                _ => {
+                    for piece in [Some(a), b].into_iter().flatten() {
+                        let result = if ends_within(piece) {
+                            PieceResult::Hashed(PieceHash::of(read_piece(
+                                file, lengths, piece, buffer_a,
+                            )?))
+                        } else {
+                            PieceResult::Missing
+                        };
+                        on_piece(piece, result);
+                    }
+                }
+            }
+            let done = [Some(a), b]
+                .into_iter()
+                .flatten()
+                .map(|p| u64::from(lengths.piece_length(p)))
+                .sum();
+            progress.fetch_add(done, Ordering::Relaxed);
+        }
+    };
+    let workers = workers.clamp(1, lengths.piece_count().div_ceil(2).max(1) as usize);
     thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| scope.spawn(|| hash_worker(&file, lengths, &next, &hashes, progress)))
-            .collect();
+        let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
         handles
             .into_iter()
             .try_for_each(|h| h.join().expect("hash worker panicked"))
     })
-    .with_context(|| format!("cannot read {}", path.display()))?;
+}
+
+/// Hashes a whole file that must be exactly `lengths.total()` bytes long.
+pub fn hash_file(
+    file: &File,
+    lengths: Lengths,
+    workers: usize,
+    progress: &Progress,
+) -> io::Result<Vec<PieceHash>> {
+    let hashes = std::sync::Mutex::new(vec![PieceHash::default(); lengths.piece_count() as usize]);
+    let missing = AtomicU32::new(0);
+    hash_pieces(
+        file,
+        lengths,
+        lengths.total(),
+        workers,
+        progress,
+        &|piece, result| match result {
+            PieceResult::Hashed(hash) => {
+                hashes.lock().expect("no worker panicked")[piece.get() as usize] = hash;
+            }
+            PieceResult::Missing => {
+                missing.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    )?;
+    if missing.into_inner() > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file is shorter than expected",
+        ));
+    }
     Ok(hashes.into_inner().expect("no worker panicked"))
 }
 
-fn hash_worker(
-    file: &File,
-    lengths: Lengths,
-    next: &AtomicU32,
-    hashes: &Mutex<Vec<PieceHash>>,
-    progress: &Progress,
-) -> io::Result<()> {
-    let mut done = Vec::new();
-    let mut buffer = piece_buffer();
-    loop {
-        let index = next.fetch_add(1, Ordering::Relaxed);
-        let Some(piece) = lengths.validate_piece_index(index) else {
-            break;
-        };
-        done.push((piece, hash_piece(file, lengths, piece, &mut buffer)?));
-        progress.fetch_add(u64::from(lengths.piece_length(piece)), Ordering::Relaxed);
-    }
-    let mut hashes = hashes.lock().expect("no worker panicked");
-    for (piece, hash) in done {
-        hashes[piece.get() as usize] = hash;
-    }
-    Ok(())
-}
-
-/// A buffer that holds any piece, for [`hash_piece`].
-pub fn piece_buffer() -> Vec<u8> {
+fn piece_buffer() -> Vec<u8> {
     vec![0; PIECE_SIZE as usize]
 }
 
-/// Hashes one piece of `file`, read into `buffer` (from [`piece_buffer`]).
-pub fn hash_piece(
+fn read_piece<'a>(
     file: &File,
     lengths: Lengths,
     piece: ValidPieceIndex,
-    buffer: &mut [u8],
-) -> io::Result<PieceHash> {
+    buffer: &'a mut [u8],
+) -> io::Result<&'a [u8]> {
     let data = &mut buffer[..lengths.piece_length(piece) as usize];
     file.read_exact_at(data, lengths.piece_offset(piece))?;
-    Ok(PieceHash::of(data))
+    Ok(data)
 }
 
 /// The number of hashing threads to use: one per core.
@@ -115,11 +169,23 @@ mod tests {
         file
     }
 
+    fn sample(size: usize) -> Vec<u8> {
+        (0..size).map(|i| (i * 7 % 256) as u8).collect()
+    }
+
     #[test]
     fn matches_the_streaming_hasher_for_any_worker_count() {
         let piece = PIECE_SIZE as usize;
-        for size in [0, 1, piece - 1, piece, piece + 1, 5 * piece + 12_345] {
-            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 256) as u8).collect();
+        for size in [
+            0,
+            1,
+            piece - 1,
+            piece,
+            piece + 1,
+            2 * piece,
+            5 * piece + 12_345,
+        ] {
+            let data = sample(size);
             let file = write_temp(&data);
             let mut streaming = PieceHasher::new();
             streaming.update(&data);
@@ -127,7 +193,7 @@ mod tests {
             for workers in [1, 2, 3, 8] {
                 let progress = Progress::new(0);
                 let lengths = Lengths::new(size as u64).unwrap();
-                let got = hash_file(file.path(), lengths, workers, &progress).unwrap();
+                let got = hash_file(file.as_file(), lengths, workers, &progress).unwrap();
                 assert_eq!(got, expected, "size {size}, {workers} workers");
                 assert_eq!(progress.load(Ordering::Relaxed), size as u64);
             }
@@ -135,13 +201,40 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_file_of_another_size() {
+    fn pieces_past_the_readable_end_are_missing() {
+        let piece = PIECE_SIZE as usize;
+        let data = sample(4 * piece);
+        let file = write_temp(&data[..2 * piece + 10]);
+        let lengths = Lengths::new(data.len() as u64).unwrap();
+        let results = std::sync::Mutex::new(Vec::new());
+        hash_pieces(
+            file.as_file(),
+            lengths,
+            2 * piece as u64 + 10,
+            2,
+            &Progress::new(0),
+            &|piece, result| results.lock().unwrap().push((piece.get(), result)),
+        )
+        .unwrap();
+        let mut results = results.into_inner().unwrap();
+        results.sort_by_key(|(piece, _)| *piece);
+        let expected: Vec<(u32, PieceResult)> = vec![
+            (0, PieceResult::Hashed(PieceHash::of(&data[..piece]))),
+            (
+                1,
+                PieceResult::Hashed(PieceHash::of(&data[piece..2 * piece])),
+            ),
+            (2, PieceResult::Missing),
+            (3, PieceResult::Missing),
+        ];
+        assert_eq!(results, expected);
+    }
+
+    #[test]
+    fn a_file_shorter_than_expected_is_an_error() {
         let file = write_temp(b"abc");
         let lengths = Lengths::new(4).unwrap();
-        let err = hash_file(file.path(), lengths, 2, &Progress::new(0)).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("is 3 bytes, expected 4"),
-            "{err:#}"
-        );
+        let err = hash_file(file.as_file(), lengths, 2, &Progress::new(0)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod hashing;
 mod output;
+mod sha1_x2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -18,7 +18,10 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
         )
     })?;
     let name = file_name(&args.file)?;
-    let metadata = std::fs::metadata(&args.file)
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let metadata = file
+        .metadata()
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     if !metadata.is_file() {
         bail!("{} is not a regular file", args.file.display());
@@ -45,8 +48,9 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
     }
 
     let hashes = with_progress("hashing", size, |progress| {
-        hashing::hash_file(&args.file, lengths, args.hashing.workers(), progress)
-    })?;
+        hashing::hash_file(&file, lengths, args.hashing.workers(), progress)
+    })
+    .with_context(|| format!("cannot read {}", args.file.display()))?;
     let metainfo = Metainfo::new(trackers, name, size, hashes)?;
     output::write_atomically(&output, metainfo.to_json().as_bytes(), args.force)?;
     println!(
