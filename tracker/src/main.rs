@@ -1,3 +1,90 @@
-//! The mtorrent tracker.
+//! `mtorrent-tracker`: the WebSocket tracker of mtorrent. See `--help`.
 
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+mod catalog;
+mod config;
+mod connection;
+mod registry;
+mod server;
+mod state;
+mod twin;
+
+fn main() -> ExitCode {
+    let config = config::Config::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "mtorrent_tracker=info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(config: config::Config) -> Result<()> {
+    config.validate()?;
+    let catalog = match &config.data_dir {
+        Some(dir) => catalog::Catalog::open(&dir.join("catalog"))?,
+        None => {
+            tracing::warn!("no --data-dir: the catalog will not survive a restart");
+            catalog::Catalog::ephemeral()
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let tracker = Arc::new(state::Tracker::new(config, catalog));
+    tokio::spawn(server::maintenance(tracker.clone()));
+    if let Some(url) = tracker.config.twin.clone() {
+        tokio::spawn(twin::maintain_link(tracker.clone(), url));
+    }
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "listening on {address}")?;
+        stdout.flush()?;
+    }
+    tracing::info!("tracker {} on {address}", tracker.tracker_id);
+    // Replies are small and latency matters more than packet count.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
+    let serve = axum::serve(listener, server::app(tracker));
+    tokio::select! {
+        result = serve => result.context("server failed"),
+        () = shutdown_signal() => {
+            tracing::info!("stopping");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

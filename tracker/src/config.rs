@@ -1,0 +1,128 @@
+//! The tracker's configuration: flags, each also settable by an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::registry::RegistryLimits;
+
+/// mtorrent-tracker: the WebSocket tracker of mtorrent. It keeps, per file, the swarm of peers
+/// that have it; replicates every change with its twin tracker; keeps the catalog of shared
+/// `.mtorrent` files on disk; and serves the web page, `/stats` and `/metrics` on the same port.
+/// Peers and the twin connect to `ws://ADDR/ws`.
+#[derive(Debug, Clone, Parser)]
+#[command(version)]
+pub struct Config {
+    /// Address to listen on (port 0: any free port; the chosen address is printed on stdout
+    /// as `listening on IP:PORT`).
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_LISTEN",
+        default_value = "127.0.0.1:7001"
+    )]
+    pub listen: SocketAddr,
+    /// The twin tracker's WebSocket URL (ws://HOST:PORT/ws). Without it, the tracker still
+    /// replicates with a twin that connects to it.
+    #[arg(long, env = "MTORRENT_TRACKER_TWIN", value_name = "URL")]
+    pub twin: Option<String>,
+    /// Directory for the catalog of .mtorrent files; without it the catalog lives in memory only.
+    #[arg(long, env = "MTORRENT_TRACKER_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of the web page to serve at `/`.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_WWW",
+        value_name = "DIR",
+        default_value = "www"
+    )]
+    pub www: PathBuf,
+    /// Seconds between a peer's announces, told to every peer.
+    #[arg(long, env = "MTORRENT_TRACKER_INTERVAL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
+    /// Seconds after which a peer that stopped announcing is dropped (more than --interval).
+    #[arg(long, env = "MTORRENT_TRACKER_PEER_TIMEOUT", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub peer_timeout: u64,
+    /// Most simultaneous WebSocket connections.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_CONNECTIONS",
+        default_value_t = 20_000
+    )]
+    pub max_connections: usize,
+    /// Largest message accepted, in bytes.
+    #[arg(long, env = "MTORRENT_TRACKER_MAX_MESSAGE_BYTES", default_value_t = mtorrent_shared::tracker::MAX_TRACKER_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+    /// Most swarms one connection may announce in.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_SWARMS_PER_CONNECTION",
+        default_value_t = 1_000
+    )]
+    pub max_swarms_per_connection: usize,
+    /// Messages per second one peer connection may send, on average.
+    #[arg(long, env = "MTORRENT_TRACKER_RATE_LIMIT", default_value_t = 1_000)]
+    pub rate_limit: u32,
+    /// Messages one peer connection may send in a burst above the average.
+    #[arg(long, env = "MTORRENT_TRACKER_RATE_BURST", default_value_t = 2_000)]
+    pub rate_burst: u32,
+    /// Refused messages (malformed, over the rate, not allowed) before a connection is closed.
+    #[arg(long, env = "MTORRENT_TRACKER_MAX_STRIKES", default_value_t = 10)]
+    pub max_strikes: u32,
+}
+
+impl Config {
+    /// Checks what clap cannot: relations between flags.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.peer_timeout > self.interval,
+            "--peer-timeout ({}) must be longer than --interval ({})",
+            self.peer_timeout,
+            self.interval
+        );
+        if let Some(twin) = &self.twin {
+            anyhow::ensure!(
+                mtorrent_shared::tracker::is_ws_url(twin),
+                "--twin {twin:?} is not a ws:// URL"
+            );
+        }
+        anyhow::ensure!(
+            self.rate_limit > 0 && self.rate_burst > 0,
+            "rate limits must be positive"
+        );
+        Ok(())
+    }
+
+    /// The registry's limits.
+    pub fn registry_limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            interval: Duration::from_secs(self.interval),
+            peer_timeout: Duration::from_secs(self.peer_timeout),
+            max_swarms_per_connection: self.max_swarms_per_connection,
+            max_numwant: 200,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent_and_defaults_are_valid() {
+        Config::command().debug_assert();
+        let config = Config::try_parse_from(["mtorrent-tracker"]).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_relations_are_refused() {
+        let config =
+            Config::try_parse_from(["t", "--interval", "60", "--peer-timeout", "30"]).unwrap();
+        assert!(config.validate().is_err());
+        let config = Config::try_parse_from(["t", "--twin", "http://x/"]).unwrap();
+        assert!(config.validate().is_err());
+    }
+}

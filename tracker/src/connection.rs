@@ -1,0 +1,203 @@
+//! One WebSocket connection: a peer, or the twin tracker announcing itself with `sync_hello`.
+//!
+//! [`run`] sets up, calls [`run_inner`], and always cleans up, so a connection's peers are
+//! dropped however it ends. Errors end the connection, never the tracker.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
+use tokio::sync::mpsc;
+
+use crate::registry::ConnectionId;
+use crate::state::{Tracker, Verdict, OUTBOX_CAPACITY, TWIN_OUTBOX_CAPACITY};
+
+/// Serves one accepted WebSocket until it closes.
+pub async fn run(tracker: Arc<Tracker>, socket: WebSocket) {
+    tracker.connections.fetch_add(1, Ordering::Relaxed);
+    let (mut sink, stream) = socket.split();
+    let (outbox, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
+    // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
+    let (twin_sender, mut twin_outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
+    let conn = tracker.open_connection(outbox.clone());
+    let writer = tokio::spawn(async move {
+        loop {
+            let text = tokio::select! {
+                Some(text) = outgoing.recv() => text,
+                // `None` here means the twin link was installed and then dropped: close.
+                twin = twin_outgoing.recv() => match twin {
+                    Some(text) => text,
+                    None => break,
+                },
+                else => break,
+            };
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut link = Some(twin_sender);
+    if let Err(reason) = run_inner(&tracker, conn, stream, outbox, &mut link).await {
+        tracing::debug!(conn, "connection closed: {reason}");
+    }
+    tracker.close_connection(conn);
+    writer.abort();
+    tracker.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+type TwinChannel = Option<mpsc::Sender<String>>;
+
+async fn run_inner(
+    tracker: &Arc<Tracker>,
+    conn: ConnectionId,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    outbox: mpsc::Sender<String>,
+    link: &mut TwinChannel,
+) -> Result<(), String> {
+    let mut limiter = RateLimiter::new(tracker.config.rate_limit, tracker.config.rate_burst);
+    let mut strikes = 0u32;
+    let mut is_twin = false;
+    while let Some(frame) = stream.next().await {
+        let text = match frame.map_err(|e| e.to_string())? {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                strike(
+                    &outbox,
+                    &mut strikes,
+                    tracker,
+                    ErrorCode::Malformed,
+                    "send text frames",
+                )
+                .await?;
+                continue;
+            }
+            Message::Close(_) => return Ok(()),
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        tracker.messages.fetch_add(1, Ordering::Relaxed);
+        if is_twin {
+            match ToTracker::decode(&text) {
+                Ok(message) => tracker.handle_twin_message(message),
+                Err(e) => tracing::warn!("bad message from the twin: {e}"),
+            }
+            continue;
+        }
+        if !limiter.allow(Instant::now()) {
+            strike(
+                &outbox,
+                &mut strikes,
+                tracker,
+                ErrorCode::RateLimited,
+                "slow down",
+            )
+            .await?;
+            continue;
+        }
+        let message = match ToTracker::decode(&text) {
+            Ok(message) => message,
+            Err(e) => {
+                strike(
+                    &outbox,
+                    &mut strikes,
+                    tracker,
+                    ErrorCode::Malformed,
+                    &e.to_string(),
+                )
+                .await?;
+                continue;
+            }
+        };
+        if let ToTracker::SyncHello { tracker_id } = &message {
+            tracing::info!(conn, "twin {tracker_id} connected");
+            is_twin = true;
+            become_twin_link(tracker, conn, link);
+            continue;
+        }
+        let mut reply = None;
+        let verdict = tracker.handle_peer_message(conn, message, &mut reply);
+        if let Some(reply) = reply {
+            outbox
+                .send(reply.encode())
+                .await
+                .map_err(|_| "writer gone")?;
+        }
+        if verdict == Verdict::Strike {
+            strikes += 1;
+            check_strikes(strikes, tracker)?;
+        }
+    }
+    Ok(())
+}
+
+/// An incoming twin link. If this tracker dials its twin itself, its changes go over that
+/// outgoing link and this one only receives; otherwise this link carries them too.
+fn become_twin_link(tracker: &Arc<Tracker>, conn: ConnectionId, link: &mut TwinChannel) {
+    tracker.forget_outbox(conn);
+    if tracker.config.twin.is_some() {
+        return;
+    }
+    if let Some(sender) = link.take() {
+        tracker.install_twin_link(conn, sender);
+    }
+}
+
+async fn strike(
+    outbox: &mpsc::Sender<String>,
+    strikes: &mut u32,
+    tracker: &Tracker,
+    code: ErrorCode,
+    message: &str,
+) -> Result<(), String> {
+    *strikes += 1;
+    outbox
+        .send(FromTracker::error(code, message).encode())
+        .await
+        .map_err(|_| "writer gone")?;
+    check_strikes(*strikes, tracker)
+}
+
+fn check_strikes(strikes: u32, tracker: &Tracker) -> Result<(), String> {
+    if strikes >= tracker.config.max_strikes {
+        Err(format!("closed after {strikes} refused messages"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A token bucket: `rate` messages per second on average, `burst` at once.
+#[derive(Debug)]
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: None,
+        }
+    }
+
+    fn allow(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last {
+            let refill = now.saturating_duration_since(last).as_secs_f64() * self.rate;
+            self.tokens = (self.tokens + refill).min(self.burst);
+        }
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The tracker's shared state, and what it does with each message. Socket tasks only move text
+//! in and out; every decision is made here, under one lock held for microseconds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mtorrent_shared::tracker::{ErrorCode, FromTracker, PeerAddress, ToTracker};
+use tokio::sync::mpsc;
+
+use crate::catalog::{AddError, Catalog};
+use crate::config::Config;
+use crate::registry::{ConnectionId, Owner, Registry, RegistryCounts};
+
+/// Where text for one connection goes; bounded, so a slow reader cannot grow memory.
+pub type Outbox = mpsc::Sender<String>;
+
+/// Capacity of each connection's outbox.
+pub const OUTBOX_CAPACITY: usize = 256;
+
+/// Capacity of the twin link's outbox: changes queue here while the link is slow; when it is
+/// full the link is dropped and rebuilt with a full-state exchange.
+pub const TWIN_OUTBOX_CAPACITY: usize = 65_536;
+
+/// Everything the tracker's tasks share.
+#[derive(Debug)]
+pub struct Tracker {
+    /// The configuration it was started with.
+    pub config: Config,
+    /// A random id chosen at start, sent to the twin.
+    pub tracker_id: String,
+    started: Instant,
+    inner: Mutex<Inner>,
+    next_connection: AtomicU64,
+    /// Open WebSocket connections.
+    pub connections: AtomicUsize,
+    /// Messages received since start.
+    pub messages: AtomicU64,
+    /// Messages received in the last whole second.
+    pub messages_per_second: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    catalog: Catalog,
+    outboxes: HashMap<ConnectionId, Outbox>,
+    twin: Option<TwinLink>,
+}
+
+#[derive(Debug)]
+struct TwinLink {
+    connection: ConnectionId,
+    outbox: Outbox,
+}
+
+/// What the socket task should do after a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Carry on.
+    Ok,
+    /// The message was refused; counts towards closing the connection.
+    Strike,
+}
+
+impl Tracker {
+    /// A tracker with the given configuration and catalog.
+    pub fn new(config: Config, catalog: Catalog) -> Self {
+        let registry = Registry::new(config.registry_limits());
+        Self {
+            config,
+            tracker_id: format!("{:016x}", rand::random::<u64>()),
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                registry,
+                catalog,
+                outboxes: HashMap::new(),
+                twin: None,
+            }),
+            next_connection: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            messages: AtomicU64::new(0),
+            messages_per_second: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock would be a bug; the state is still consistent enough
+        // to serve, so recover rather than take the whole tracker down.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new connection and its outbox; returns its id.
+    pub fn open_connection(&self, outbox: Outbox) -> ConnectionId {
+        let id = self.new_connection_id();
+        self.lock().outboxes.insert(id, outbox);
+        id
+    }
+
+    /// A fresh connection id, for a link that receives no peer replies.
+    pub fn new_connection_id(&self) -> ConnectionId {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Forgets a closed connection and every peer it registered.
+    pub fn close_connection(&self, conn: ConnectionId) {
+        let mut inner = self.lock();
+        inner.outboxes.remove(&conn);
+        if inner.twin.as_ref().is_some_and(|t| t.connection == conn) {
+            inner.twin = None;
+        }
+        let mut sync = Vec::new();
+        inner.registry.handle_connection_closed(conn, &mut sync);
+        inner.send_to_twin(sync);
+    }
+
+    /// Handles one message from a peer connection; the reply, if any, goes to its outbox.
+    pub fn handle_peer_message(
+        &self,
+        conn: ConnectionId,
+        message: ToTracker,
+        reply: &mut Option<FromTracker>,
+    ) -> Verdict {
+        let now = self.now();
+        let mut inner = self.lock();
+        let mut sync = Vec::new();
+        let result = match message {
+            ToTracker::Announce(announce) => {
+                let registered = match &announce.metainfo {
+                    Some(document) => inner.add_file(document, Some(announce.info_hash), &mut sync),
+                    None => Ok(()),
+                };
+                registered.and_then(|()| {
+                    inner.registry.handle_announce(
+                        conn,
+                        &announce,
+                        now,
+                        &mut rand::rng(),
+                        &mut sync,
+                    )
+                })
+            }
+            ToTracker::Leave { info_hash, peer_id } => inner
+                .registry
+                .handle_leave(conn, info_hash, peer_id, &mut sync)
+                .map(|()| FromTracker::Peers {
+                    info_hash,
+                    interval_secs: self.config.interval as u32,
+                    peers: Vec::new(),
+                    seeders: inner.registry.swarm_counts(info_hash).0,
+                    leechers: inner.registry.swarm_counts(info_hash).1,
+                }),
+            ToTracker::Signal {
+                info_hash,
+                from,
+                to,
+                dial,
+            } => inner.signal(conn, info_hash, from, to, dial),
+            ToTracker::ListFiles => {
+                let files = inner.catalog.list(|h| inner.registry.swarm_counts(h));
+                Ok(FromTracker::Files { files })
+            }
+            ToTracker::GetMetainfo { info_hash } => match inner.catalog.get(info_hash) {
+                Some(document) => Ok(FromTracker::Metainfo {
+                    info_hash,
+                    metainfo: document.to_owned(),
+                }),
+                None => Err((ErrorCode::UnknownFile, format!("no file {info_hash} here"))),
+            },
+            other => Err((
+                ErrorCode::Malformed,
+                format!("{} is for trackers only", message_name(&other)),
+            )),
+        };
+        inner.send_to_twin(sync);
+        match result {
+            Ok(message) => {
+                *reply = Some(message);
+                Verdict::Ok
+            }
+            Err((code, text)) => {
+                *reply = Some(FromTracker::error(code, text));
+                Verdict::Strike
+            }
+        }
+    }
+
+    /// Handles one message from the twin.
+    pub fn handle_twin_message(&self, message: ToTracker) {
+        let now = self.now();
+        let mut inner = self.lock();
+        match message {
+            ToTracker::SyncState { peers, files } => {
+                for document in files {
+                    inner.add_twin_file(&document);
+                }
+                inner.registry.replace_twin_state(peers, now);
+            }
+            ToTracker::SyncPeer(peer) => inner.registry.apply_twin_peer(peer, now),
+            ToTracker::SyncPeerRemoved { info_hash, peer_id } => {
+                inner.registry.apply_twin_removal(info_hash, peer_id);
+            }
+            ToTracker::SyncFile { metainfo } => inner.add_twin_file(&metainfo),
+            ToTracker::SyncSignal {
+                info_hash,
+                from,
+                to,
+                dial,
+            } => {
+                if let Some(Owner::Local(target)) = inner.registry.owner(info_hash, to) {
+                    inner.deliver(
+                        target,
+                        FromTracker::Signal {
+                            info_hash,
+                            from,
+                            dial,
+                        },
+                    );
+                }
+            }
+            ToTracker::SyncHello { .. } => {}
+            other => tracing::warn!("ignoring {} from the twin", message_name(&other)),
+        }
+    }
+
+    /// Turns connection `conn` into a twin link: it no longer receives peer replies or signals,
+    /// only what [`Tracker::install_twin_link`] queues.
+    pub fn forget_outbox(&self, conn: ConnectionId) {
+        self.lock().outboxes.remove(&conn);
+    }
+
+    /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
+    /// greeting and the full state on it, atomically: no change can slip between the snapshot
+    /// and the link. Returns false if the outbox is already closed.
+    pub fn install_twin_link(&self, conn: ConnectionId, outbox: Outbox) -> bool {
+        let mut inner = self.lock();
+        let hello = ToTracker::SyncHello {
+            tracker_id: self.tracker_id.clone(),
+        };
+        let state = ToTracker::SyncState {
+            peers: inner.registry.local_state(),
+            files: inner.catalog.documents(),
+        };
+        for message in [hello, state] {
+            if outbox.try_send(message.encode()).is_err() {
+                return false;
+            }
+        }
+        inner.twin = Some(TwinLink {
+            connection: conn,
+            outbox,
+        });
+        true
+    }
+
+    /// Whether a twin link is up.
+    pub fn twin_link_up(&self) -> bool {
+        self.lock().twin.is_some()
+    }
+
+    /// Drops peers that stopped announcing.
+    pub fn expire(&self) {
+        let now = self.now();
+        let mut inner = self.lock();
+        let mut sync = Vec::new();
+        inner.registry.expire(now, &mut sync);
+        inner.send_to_twin(sync);
+    }
+
+    /// Totals for `/stats`: registry counts and the number of catalog files.
+    pub fn counts(&self) -> (RegistryCounts, usize) {
+        let inner = self.lock();
+        (inner.registry.counts(), inner.catalog.len())
+    }
+}
+
+impl Inner {
+    fn add_file(
+        &mut self,
+        document: &str,
+        expected: Option<mtorrent_shared::InfoHash>,
+        sync: &mut Vec<ToTracker>,
+    ) -> Result<(), (ErrorCode, String)> {
+        match self.catalog.add(document, expected) {
+            Ok(true) => {
+                sync.push(ToTracker::SyncFile {
+                    metainfo: document.to_owned(),
+                });
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e @ AddError::Storage(_)) => {
+                tracing::error!("{e}");
+                Err((
+                    ErrorCode::BadMetainfo,
+                    "the tracker could not store the file".into(),
+                ))
+            }
+            Err(e) => Err((ErrorCode::BadMetainfo, e.to_string())),
+        }
+    }
+
+    fn add_twin_file(&mut self, document: &str) {
+        if let Err(e) = self.catalog.add(document, None) {
+            tracing::warn!("twin sent a file that was not stored: {e}");
+        }
+    }
+
+    fn signal(
+        &mut self,
+        conn: ConnectionId,
+        info_hash: mtorrent_shared::InfoHash,
+        from: mtorrent_shared::PeerId,
+        to: mtorrent_shared::PeerId,
+        dial: String,
+    ) -> Result<FromTracker, (ErrorCode, String)> {
+        if self.registry.owner(info_hash, from) != Some(Owner::Local(conn)) {
+            return Err((
+                ErrorCode::UnknownPeer,
+                "announce in the swarm before signalling".into(),
+            ));
+        }
+        if !(PeerAddress::Native { url: dial.clone() }).is_valid() {
+            return Err((
+                ErrorCode::BadAddress,
+                format!("{dial:?} is not a ws:// URL"),
+            ));
+        }
+        match self.registry.owner(info_hash, to) {
+            Some(Owner::Local(target)) => {
+                self.deliver(
+                    target,
+                    FromTracker::Signal {
+                        info_hash,
+                        from,
+                        dial,
+                    },
+                );
+            }
+            Some(Owner::Twin) => self.send_to_twin(vec![ToTracker::SyncSignal {
+                info_hash,
+                from,
+                to,
+                dial,
+            }]),
+            None => {
+                return Err((
+                    ErrorCode::UnknownPeer,
+                    format!("no peer {to} in that swarm"),
+                ));
+            }
+        }
+        Ok(FromTracker::Peers {
+            info_hash,
+            interval_secs: 0,
+            peers: Vec::new(),
+            seeders: self.registry.swarm_counts(info_hash).0,
+            leechers: self.registry.swarm_counts(info_hash).1,
+        })
+    }
+
+    fn deliver(&mut self, conn: ConnectionId, message: FromTracker) {
+        if let Some(outbox) = self.outboxes.get(&conn) {
+            // A full outbox means a stalled peer: dropping one signal is better than blocking.
+            let _ = outbox.try_send(message.encode());
+        }
+    }
+
+    fn send_to_twin(&mut self, sync: Vec<ToTracker>) {
+        let Some(link) = &self.twin else {
+            return;
+        };
+        for message in sync {
+            if link.outbox.try_send(message.encode()).is_err() {
+                // Dropping the link's last sender ends its writer, which closes the socket; the
+                // link is then rebuilt with a full-state exchange.
+                tracing::warn!("twin link overloaded or closed; it will resynchronise");
+                self.twin = None;
+                return;
+            }
+        }
+    }
+}
+
+fn message_name(message: &ToTracker) -> &'static str {
+    match message {
+        ToTracker::Announce(_) => "announce",
+        ToTracker::Leave { .. } => "leave",
+        ToTracker::Signal { .. } => "signal",
+        ToTracker::ListFiles => "list_files",
+        ToTracker::GetMetainfo { .. } => "get_metainfo",
+        ToTracker::SyncHello { .. } => "sync_hello",
+        ToTracker::SyncState { .. } => "sync_state",
+        ToTracker::SyncPeer(_) => "sync_peer",
+        ToTracker::SyncPeerRemoved { .. } => "sync_peer_removed",
+        ToTracker::SyncFile { .. } => "sync_file",
+        ToTracker::SyncSignal { .. } => "sync_signal",
+    }
+}

@@ -1,0 +1,73 @@
+//! The outgoing link to the twin tracker: dial, greet with the full state, stream every change,
+//! apply what the twin sends back; on any failure, dial again with a short backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use mtorrent_shared::tracker::ToTracker;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::state::{Tracker, TWIN_OUTBOX_CAPACITY};
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Keeps a link to the twin at `url` for as long as the tracker runs.
+pub async fn maintain_link(tracker: Arc<Tracker>, url: String) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(tracker.config.max_message_bytes))
+            .max_frame_size(Some(tracker.config.max_message_bytes));
+        match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
+            Ok((socket, _)) => {
+                tracing::info!("twin link to {url} up");
+                backoff = FIRST_BACKOFF;
+                run_link(&tracker, socket).await;
+                tracing::warn!("twin link to {url} down");
+            }
+            Err(e) => tracing::debug!("cannot reach the twin at {url}: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn run_link<S>(tracker: &Arc<Tracker>, socket: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut sink, mut stream) = socket.split();
+    let (sender, mut outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
+    let conn = tracker.new_connection_id();
+    if !tracker.install_twin_link(conn, sender) {
+        return;
+    }
+    let writer = async {
+        while let Some(text) = outgoing.recv().await {
+            if sink.send(Message::Text(text.into())).await.is_err() {
+                break;
+            }
+        }
+    };
+    let reader = async {
+        while let Some(Ok(frame)) = stream.next().await {
+            match frame {
+                Message::Text(text) => match ToTracker::decode(&text) {
+                    Ok(message) => tracker.handle_twin_message(message),
+                    Err(e) => tracing::warn!("bad message from the twin: {e}"),
+                },
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::select! {
+        () = writer => {}
+        () = reader => {}
+    }
+    tracker.close_connection(conn);
+}
