@@ -25,3 +25,5 @@ pub fn bin_path(name: &str) -> PathBuf {
 }
 
 pub mod command;
+pub mod process;
+pub mod tracker_client;

@@ -1,1 +1,433 @@
 //! The tracker pair: registry, replication, persistence, faults.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::process::Process;
+use mtorrent_e2e::tracker_client::{Closed, TrackerClient};
+use mtorrent_shared::tracker::{
+    Announce, AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker,
+};
+use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
+use tokio_tungstenite::tungstenite::Message;
+
+fn www() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
+}
+
+/// Starts a tracker on an OS-chosen port, with its data and log in `dir`.
+fn tracker(dir: &Dir, name: &str, extra: &[&str]) -> Process {
+    let data = dir.join(name);
+    let mut args = vec![
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--data-dir".to_owned(),
+        data.to_string_lossy().into_owned(),
+        "--www".to_owned(),
+        www().to_string_lossy().into_owned(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Process::start("mtorrent-tracker", args, &dir.join(format!("{name}.log")))
+}
+
+fn announce(info_hash: InfoHash, peer: u8, event: AnnounceEvent) -> ToTracker {
+    ToTracker::Announce(Announce {
+        info_hash,
+        peer_id: PeerId([peer; 20]),
+        event,
+        address: PeerAddress::Native {
+            url: format!("ws://127.0.0.1:{}/peer", 20_000 + u16::from(peer)),
+        },
+        left: 0,
+        numwant: 50,
+        metainfo: None,
+    })
+}
+
+fn peer_ids(reply: &FromTracker) -> Vec<PeerId> {
+    match reply {
+        FromTracker::Peers { peers, .. } => peers.iter().map(|p| p.peer_id).collect(),
+        other => panic!("expected peers, got {other:?}"),
+    }
+}
+
+fn sample_metainfo(name: &str) -> Metainfo {
+    let mut hasher = PieceHasher::new();
+    hasher.update(name.as_bytes());
+    let hashes = hasher.finish();
+    Metainfo::new(
+        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
+        name.into(),
+        hashes.size,
+        hashes.hashes,
+    )
+    .unwrap()
+}
+
+/// Asks `url` for the swarm until `peer` shows up (or `absent`: until it is gone).
+async fn wait_for_peer(url: &str, info_hash: InfoHash, asker: u8, peer: u8, present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut client = TrackerClient::connect(url).await;
+    loop {
+        let reply = client
+            .request(&announce(info_hash, asker, AnnounceEvent::Update))
+            .await;
+        if peer_ids(&reply).contains(&PeerId([peer; 20])) == present {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "peer {peer} {} at {url}",
+            if present {
+                "never appeared"
+            } else {
+                "never left"
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn list_files(url: &str) -> Vec<InfoHash> {
+    let mut client = TrackerClient::connect(url).await;
+    match client.request(&ToTracker::ListFiles).await {
+        FromTracker::Files { files } => files.iter().map(|f| f.info_hash).collect(),
+        other => panic!("expected files, got {other:?}"),
+    }
+}
+
+async fn wait_for_file(url: &str, info_hash: InfoHash) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !list_files(url).await.contains(&info_hash) {
+        assert!(
+            Instant::now() < deadline,
+            "{info_hash} never listed at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn announce_returns_the_other_peers() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let hash = InfoHash([1; 20]);
+    let mut a = TrackerClient::connect(&t.ws_url()).await;
+    let mut b = TrackerClient::connect(&t.ws_url()).await;
+    assert!(peer_ids(&a.request(&announce(hash, 1, AnnounceEvent::Started)).await).is_empty());
+    assert_eq!(
+        peer_ids(&b.request(&announce(hash, 2, AnnounceEvent::Started)).await),
+        [PeerId([1; 20])]
+    );
+    let reply = a.request(&announce(hash, 1, AnnounceEvent::Update)).await;
+    assert_eq!(peer_ids(&reply), [PeerId([2; 20])]);
+    let FromTracker::Peers {
+        seeders,
+        interval_secs,
+        ..
+    } = reply
+    else {
+        unreachable!()
+    };
+    assert_eq!((seeders, interval_secs), (2, 30));
+    // A stopped peer is no longer handed out.
+    b.request(&announce(hash, 2, AnnounceEvent::Stopped)).await;
+    assert!(peer_ids(&a.request(&announce(hash, 1, AnnounceEvent::Update)).await).is_empty());
+}
+
+#[tokio::test]
+async fn closing_the_connection_removes_its_peers() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let hash = InfoHash([2; 20]);
+    let mut a = TrackerClient::connect(&t.ws_url()).await;
+    a.request(&announce(hash, 1, AnnounceEvent::Started)).await;
+    wait_for_peer(&t.ws_url(), hash, 9, 1, true).await;
+    drop(a);
+    wait_for_peer(&t.ws_url(), hash, 9, 1, false).await;
+}
+
+#[tokio::test]
+async fn replication_works_both_ways() {
+    let dir = Dir::new();
+    let t1 = tracker(&dir, "t1", &[]);
+    let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let hash = InfoHash([3; 20]);
+    let mut at_1 = TrackerClient::connect(&t1.ws_url()).await;
+    at_1.request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    let mut at_2 = TrackerClient::connect(&t2.ws_url()).await;
+    at_2.request(&announce(hash, 2, AnnounceEvent::Started))
+        .await;
+    wait_for_peer(&t2.ws_url(), hash, 9, 1, true).await;
+    wait_for_peer(&t1.ws_url(), hash, 8, 2, true).await;
+    // Leaving is replicated too.
+    at_1.request(&announce(hash, 1, AnnounceEvent::Stopped))
+        .await;
+    wait_for_peer(&t2.ws_url(), hash, 9, 1, false).await;
+}
+
+#[tokio::test]
+async fn a_killed_tracker_recovers_every_swarm_and_file_from_its_twin() {
+    let dir = Dir::new();
+    // Tracker 1 keeps its catalog in memory only, so what it knows after the restart can only
+    // have come from tracker 2.
+    let mut t1 = Process::start(
+        "mtorrent-tracker",
+        ["--listen", "127.0.0.1:0"],
+        &dir.join("t1.log"),
+    );
+    let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let meta = sample_metainfo("shared.bin");
+    let hash = meta.info_hash();
+    let mut seeder = TrackerClient::connect(&t2.ws_url()).await;
+    let ToTracker::Announce(mut started) = announce(hash, 1, AnnounceEvent::Started) else {
+        unreachable!()
+    };
+    started.metainfo = Some(meta.to_json());
+    seeder.request(&ToTracker::Announce(started)).await;
+    wait_for_peer(&t1.ws_url(), hash, 9, 1, true).await;
+
+    t1.kill();
+    t1.restart();
+    wait_for_peer(&t1.ws_url(), hash, 9, 1, true).await;
+    wait_for_file(&t1.ws_url(), hash).await;
+    let mut client = TrackerClient::connect(&t1.ws_url()).await;
+    match client
+        .request(&ToTracker::GetMetainfo { info_hash: hash })
+        .await
+    {
+        FromTracker::Metainfo { metainfo, .. } => {
+            assert_eq!(Metainfo::from_json(metainfo.as_bytes()).unwrap(), meta);
+        }
+        other => panic!("expected the .mtorrent, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_catalog_survives_a_restart_of_both_trackers() {
+    let dir = Dir::new();
+    let mut t1 = tracker(&dir, "t1", &[]);
+    let mut t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let meta = sample_metainfo("kept.bin");
+    let mut peer = TrackerClient::connect(&t1.ws_url()).await;
+    let ToTracker::Announce(mut started) = announce(meta.info_hash(), 1, AnnounceEvent::Started)
+    else {
+        unreachable!()
+    };
+    started.metainfo = Some(meta.to_json());
+    peer.request(&ToTracker::Announce(started)).await;
+    wait_for_file(&t2.ws_url(), meta.info_hash()).await;
+    drop(peer);
+    t1.kill();
+    t2.kill();
+    t1.restart();
+    t2.restart();
+    assert_eq!(list_files(&t1.ws_url()).await, [meta.info_hash()]);
+    assert_eq!(list_files(&t2.ws_url()).await, [meta.info_hash()]);
+}
+
+#[tokio::test]
+async fn silent_peers_expire() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--interval", "1", "--peer-timeout", "2"]);
+    let hash = InfoHash([4; 20]);
+    // The connection stays open, but the peer never re-announces.
+    let mut silent = TrackerClient::connect(&t.ws_url()).await;
+    silent
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    wait_for_peer(&t.ws_url(), hash, 9, 1, true).await;
+    let started = Instant::now();
+    wait_for_peer(&t.ws_url(), hash, 9, 1, false).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before the timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_id_cannot_be_hijacked() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let hash = InfoHash([5; 20]);
+    let mut owner = TrackerClient::connect(&t.ws_url()).await;
+    owner
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    let mut thief = TrackerClient::connect(&t.ws_url()).await;
+    for message in [
+        announce(hash, 1, AnnounceEvent::Stopped),
+        ToTracker::Leave {
+            info_hash: hash,
+            peer_id: PeerId([1; 20]),
+        },
+    ] {
+        match thief.request(&message).await {
+            FromTracker::Error { code, .. } => assert_eq!(code, ErrorCode::PeerIdTaken),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    wait_for_peer(&t.ws_url(), hash, 9, 1, true).await;
+}
+
+#[tokio::test]
+async fn malformed_messages_get_errors_and_repeated_abuse_closes_the_connection() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--max-strikes", "3"]);
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    client.send_raw(Message::Text("not json".into())).await;
+    match client.recv().await {
+        Ok(FromTracker::Error { code, .. }) => assert_eq!(code, ErrorCode::Malformed),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    client.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
+    assert!(matches!(
+        client.recv().await,
+        Ok(FromTracker::Error {
+            code: ErrorCode::Malformed,
+            ..
+        })
+    ));
+    client
+        .send_raw(Message::Text("{\"type\":\"announce\"}".into()))
+        .await;
+    assert!(matches!(client.recv().await, Ok(FromTracker::Error { .. })));
+    assert_eq!(client.recv().await.unwrap_err(), Closed::Closed);
+    // The tracker is fine.
+    let mut other = TrackerClient::connect(&t.ws_url()).await;
+    assert!(matches!(
+        other.request(&ToTracker::ListFiles).await,
+        FromTracker::Files { .. }
+    ));
+}
+
+#[tokio::test]
+async fn oversized_messages_close_the_connection() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--max-message-bytes", "4096"]);
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    client
+        .send_raw(Message::Text("x".repeat(10_000).into()))
+        .await;
+    assert_eq!(client.recv().await.unwrap_err(), Closed::Closed);
+    let mut other = TrackerClient::connect(&t.ws_url()).await;
+    assert!(matches!(
+        other.request(&ToTracker::ListFiles).await,
+        FromTracker::Files { .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_page_stats_and_metrics_are_served() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let mut peer = TrackerClient::connect(&t.ws_url()).await;
+    peer.request(&announce(InfoHash([6; 20]), 1, AnnounceEvent::Started))
+        .await;
+    let addr = t.addr();
+    let (status, page) = tokio::task::spawn_blocking(move || http_get(addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>mtorrent</title>"), "{page}");
+    let (status, stats) = tokio::task::spawn_blocking(move || http_get(addr, "/stats"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["swarms"], 1);
+    assert_eq!(stats["peers"], 1);
+    assert_eq!(stats["connections"], 1);
+    assert_eq!(stats["twin"]["link"], "down");
+    let (status, metrics) = tokio::task::spawn_blocking(move || http_get(addr, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("mtorrent_tracker_peers 1\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn signals_reach_a_browser_peer_on_this_tracker_or_its_twin() {
+    let dir = Dir::new();
+    let t1 = tracker(&dir, "t1", &[]);
+    let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let hash = InfoHash([7; 20]);
+    let browser_announce = |peer: u8| {
+        let ToTracker::Announce(mut a) = announce(hash, peer, AnnounceEvent::Started) else {
+            unreachable!()
+        };
+        a.address = PeerAddress::Browser;
+        ToTracker::Announce(a)
+    };
+    let mut local_browser = TrackerClient::connect(&t1.ws_url()).await;
+    local_browser.request(&browser_announce(1)).await;
+    let mut remote_browser = TrackerClient::connect(&t2.ws_url()).await;
+    remote_browser.request(&browser_announce(2)).await;
+    let mut native = TrackerClient::connect(&t1.ws_url()).await;
+    native
+        .request(&announce(hash, 3, AnnounceEvent::Started))
+        .await;
+    wait_for_peer(&t1.ws_url(), hash, 9, 2, true).await;
+
+    for (browser, target) in [(&mut local_browser, 1u8), (&mut remote_browser, 2)] {
+        let signal = ToTracker::Signal {
+            info_hash: hash,
+            from: PeerId([3; 20]),
+            to: PeerId([target; 20]),
+            dial: "ws://127.0.0.1:20003/peer".into(),
+        };
+        assert!(matches!(
+            native.request(&signal).await,
+            FromTracker::Peers { .. }
+        ));
+        match browser.recv().await {
+            Ok(FromTracker::Signal {
+                info_hash,
+                from,
+                dial,
+            }) => {
+                assert_eq!((info_hash, from), (hash, PeerId([3; 20])));
+                assert_eq!(dial, "ws://127.0.0.1:20003/peer");
+            }
+            other => panic!("browser {target} expected a signal, got {other:?}"),
+        }
+    }
+    // Nobody may signal on behalf of a peer it is not.
+    let forged = ToTracker::Signal {
+        info_hash: hash,
+        from: PeerId([1; 20]),
+        to: PeerId([2; 20]),
+        dial: "ws://127.0.0.1:1/".into(),
+    };
+    assert!(matches!(
+        native.request(&forged).await,
+        FromTracker::Error {
+            code: ErrorCode::UnknownPeer,
+            ..
+        }
+    ));
+}

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -26,6 +26,9 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket) {
     let writer = tokio::spawn(async move {
         loop {
             let text = tokio::select! {
+                // Replies first, so everything queued is sent before a closed twin queue ends
+                // the loop.
+                biased;
                 Some(text) = outgoing.recv() => text,
                 // `None` here means the twin link was installed and then dropped: close.
                 twin = twin_outgoing.recv() => match twin {
@@ -45,7 +48,16 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket) {
         tracing::debug!(conn, "connection closed: {reason}");
     }
     tracker.close_connection(conn);
-    writer.abort();
+    // Let the writer flush what is queued (such as the error that closed the connection), but
+    // never wait long on a peer that does not read.
+    drop(link);
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     tracker.connections.fetch_sub(1, Ordering::Relaxed);
 }
 

@@ -1,0 +1,73 @@
+//! A minimal tracker client for tests: send a [`ToTracker`], wait for a [`FromTracker`].
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use mtorrent_shared::tracker::{FromTracker, ToTracker};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for one reply.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One WebSocket connection to a tracker.
+#[derive(Debug)]
+pub struct TrackerClient {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What the tracker did instead of replying.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// The connection was closed.
+    Closed,
+    /// Nothing arrived in time.
+    Timeout,
+}
+
+impl TrackerClient {
+    /// Connects to `ws://.../ws`.
+    pub async fn connect(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        Self { socket }
+    }
+
+    /// Sends a message.
+    pub async fn send(&mut self, message: &ToTracker) {
+        self.send_raw(Message::Text(message.encode().into())).await;
+    }
+
+    /// Sends any WebSocket message.
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket
+            .send(message)
+            .await
+            .expect("send to the tracker");
+    }
+
+    /// The next tracker message, or why there is none.
+    pub async fn recv(&mut self) -> Result<FromTracker, Closed> {
+        loop {
+            let frame = tokio::time::timeout(REPLY_TIMEOUT, self.socket.next())
+                .await
+                .map_err(|_| Closed::Timeout)?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(FromTracker::decode(&text).expect("the tracker sends valid messages"))
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(Closed::Closed),
+                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Sends `message` and returns the reply.
+    pub async fn request(&mut self, message: &ToTracker) -> FromTracker {
+        self.send(message).await;
+        self.recv().await.expect("a reply")
+    }
+}
