@@ -431,3 +431,55 @@ async fn signals_reach_a_browser_peer_on_this_tracker_or_its_twin() {
         }
     ));
 }
+
+#[tokio::test]
+async fn a_connection_over_its_message_rate_is_refused() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--rate-limit", "1", "--rate-burst", "3"]);
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    let mut codes = Vec::new();
+    for _ in 0..5 {
+        match client.request(&ToTracker::ListFiles).await {
+            FromTracker::Files { .. } => codes.push(None),
+            FromTracker::Error { code, .. } => codes.push(Some(code)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(&codes[..3], [None, None, None], "the burst is allowed");
+    assert!(
+        codes[3..].contains(&Some(ErrorCode::RateLimited)),
+        "then the rate applies: {codes:?}"
+    );
+}
+
+#[tokio::test]
+async fn closed_connections_leave_nothing_behind() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let mut clients = Vec::new();
+    for peer in 0..50u8 {
+        let mut client = TrackerClient::connect(&t.ws_url()).await;
+        client
+            .request(&announce(
+                InfoHash([peer; 20]),
+                peer,
+                AnnounceEvent::Started,
+            ))
+            .await;
+        clients.push(client);
+    }
+    drop(clients);
+    let addr = t.addr();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/stats"))
+            .await
+            .unwrap();
+        let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if stats["connections"] == 0 && stats["peers"] == 0 && stats["swarms"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still held after close: {stats}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -30,8 +30,12 @@ async fn upgrade(State(tracker): State<Arc<Tracker>>, ws: WebSocketUpgrade) -> R
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
     let limit = tracker.config.max_message_bytes;
+    // tungstenite's default buffers are 128 KiB each way per connection; tracker messages are
+    // small, and at 10,000 connections those defaults alone would take gigabytes.
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| connection::run(tracker, socket))
 }
 
