@@ -10,6 +10,7 @@
 //! - [`Bitfield`]: which pieces a peer has;
 //! - [`wire`]: the binary peer-wire messages and their codec;
 //! - [`tracker`]: the tracker messages (peer ⇄ tracker and tracker ⇄ tracker) and their codec;
+//! - [`PeerSession`]: one peer-wire connection's protocol state;
 //! - [`Scheduler`]: the sans-IO download scheduler that decides which block to request from
 //!   which peer.
 //!
@@ -22,6 +23,7 @@ mod ids;
 mod metainfo;
 mod piece;
 mod scheduler;
+mod session;
 pub mod tracker;
 pub mod wire;
 
@@ -39,3 +41,4 @@ pub use piece::{BlockRef, Lengths, ValidPieceIndex, BLOCK_SIZE, PIECE_SIZE};
 pub use scheduler::{
     BlockOutcome, Event, PeerKey, PieceState, Scheduler, SchedulerConfig, SchedulerError,
 };
+pub use session::{PeerSession, SessionConfig, SessionError, SessionEvent};
