@@ -266,13 +266,10 @@ fn compute_info_hash(name: &str, size: u64, pieces: &[PieceHash]) -> InfoHash {
 }
 
 fn validate_tracker_url(url: &str) -> Result<(), MetainfoError> {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("wss://"));
-    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    match host {
-        Some(host) if !host.is_empty() && !url.chars().any(char::is_whitespace) => Ok(()),
-        _ => Err(MetainfoError::BadTrackerUrl(url.to_owned())),
+    if crate::tracker::is_ws_url(url) {
+        Ok(())
+    } else {
+        Err(MetainfoError::BadTrackerUrl(url.to_owned()))
     }
 }
 
