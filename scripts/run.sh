@@ -17,6 +17,13 @@ echo "building (release)..." >&2
 cargo build --release --locked -p mtorrent-tracker -p mtorrent-native-peer >&2
 
 mkdir -p "$state/tracker-1" "$state/tracker-2" "$state/logs"
+# The twins prove themselves to each other with a secret kept in the state directory; it goes
+# through the environment, not the command line, so `ps` does not show it.
+if [[ ! -s $state/twin-secret ]]; then
+  (umask 077 && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$state/twin-secret")
+fi
+MTORRENT_TRACKER_TWIN_SECRET=$(cat "$state/twin-secret")
+export MTORRENT_TRACKER_TWIN_SECRET
 pids=()
 stop() {
   trap - INT TERM EXIT

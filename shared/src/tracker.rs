@@ -174,10 +174,13 @@ pub enum ToTracker {
         /// The file.
         info_hash: InfoHash,
     },
-    /// Twin: the first message on a link, naming the sending tracker.
+    /// Twin: the first message on a link, naming the sending tracker and proving it is the
+    /// twin with the secret both trackers were given.
     SyncHello {
         /// A random id the tracker chose when it started.
         tracker_id: String,
+        /// The shared twin secret.
+        secret: String,
     },
     /// Twin: the sender's whole registry, sent on every (re)connection.
     SyncState {

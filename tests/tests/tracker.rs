@@ -14,6 +14,9 @@ use mtorrent_shared::tracker::{
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The secret every tracker in these tests shares with its twin.
+const TWIN_SECRET: &str = "test-twin-secret-0123456789";
+
 fn www() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
 }
@@ -28,6 +31,8 @@ fn tracker(dir: &Dir, name: &str, extra: &[&str]) -> Process {
         data.to_string_lossy().into_owned(),
         "--www".to_owned(),
         www().to_string_lossy().into_owned(),
+        "--twin-secret".to_owned(),
+        TWIN_SECRET.to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     Process::start("mtorrent-tracker", args, &dir.join(format!("{name}.log")))
@@ -197,7 +202,7 @@ async fn a_killed_tracker_recovers_every_swarm_and_file_from_its_twin() {
     // have come from tracker 2.
     let mut t1 = Process::start(
         "mtorrent-tracker",
-        ["--listen", "127.0.0.1:0"],
+        ["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET],
         &dir.join("t1.log"),
     );
     let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
@@ -482,4 +487,37 @@ async fn closed_connections_leave_nothing_behind() {
         assert!(Instant::now() < deadline, "still held after close: {stats}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn only_the_twin_with_the_secret_may_replicate() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let hash = InfoHash([8; 20]);
+    let mut impostor = TrackerClient::connect(&t.ws_url()).await;
+    let hello = ToTracker::SyncHello {
+        tracker_id: "impostor".into(),
+        secret: "not-the-twin-secret-at-all".into(),
+    };
+    assert!(matches!(
+        impostor.request(&hello).await,
+        FromTracker::Error { .. }
+    ));
+    let fake = ToTracker::SyncPeer(mtorrent_shared::tracker::SyncPeer {
+        info_hash: hash,
+        peer: mtorrent_shared::tracker::PeerInfo {
+            peer_id: PeerId([66; 20]),
+            address: PeerAddress::Browser,
+            complete: true,
+        },
+    });
+    assert!(matches!(
+        impostor.request(&fake).await,
+        FromTracker::Error { .. }
+    ));
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    let reply = client
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    assert!(peer_ids(&reply).is_empty(), "no injected peer: {reply:?}");
 }

@@ -27,6 +27,15 @@ pub struct Config {
     /// replicates with a twin that connects to it.
     #[arg(long, env = "MTORRENT_TRACKER_TWIN", value_name = "URL")]
     pub twin: Option<String>,
+    /// A secret shared with the twin; a twin link is accepted only with it. Required with
+    /// --twin, and to accept a twin that connects.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_TWIN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub twin_secret: Option<String>,
     /// Directory for the catalog of .mtorrent files; without it the catalog lives in memory only.
     #[arg(long, env = "MTORRENT_TRACKER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -86,6 +95,16 @@ impl Config {
                 mtorrent_shared::tracker::is_ws_url(twin),
                 "--twin {twin:?} is not a ws:// URL"
             );
+            anyhow::ensure!(
+                self.twin_secret.is_some(),
+                "--twin needs --twin-secret (the same on both trackers)"
+            );
+        }
+        if let Some(secret) = &self.twin_secret {
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "--twin-secret must be at least 16 characters"
+            );
         }
         anyhow::ensure!(
             self.rate_limit > 0 && self.rate_burst > 0,
@@ -124,5 +143,19 @@ mod tests {
         assert!(config.validate().is_err());
         let config = Config::try_parse_from(["t", "--twin", "http://x/"]).unwrap();
         assert!(config.validate().is_err());
+        let config = Config::try_parse_from(["t", "--twin", "ws://x/ws"]).unwrap();
+        assert!(config.validate().is_err(), "--twin without a secret");
+        let config =
+            Config::try_parse_from(["t", "--twin", "ws://x/ws", "--twin-secret", "short"]).unwrap();
+        assert!(config.validate().is_err(), "a short secret");
+        let config = Config::try_parse_from([
+            "t",
+            "--twin",
+            "ws://x/ws",
+            "--twin-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        config.validate().unwrap();
     }
 }

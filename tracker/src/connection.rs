@@ -123,7 +123,19 @@ async fn run_inner(
                 continue;
             }
         };
-        if let ToTracker::SyncHello { tracker_id } = &message {
+        if let ToTracker::SyncHello { tracker_id, secret } = &message {
+            if !tracker.is_twin_secret(secret) {
+                tracing::warn!(conn, "refused a twin link: wrong or no twin secret");
+                strike(
+                    &outbox,
+                    &mut strikes,
+                    tracker,
+                    ErrorCode::Malformed,
+                    "not the twin",
+                )
+                .await?;
+                continue;
+            }
             tracing::info!(conn, "twin {tracker_id} connected");
             is_twin = true;
             become_twin_link(tracker, conn, link);

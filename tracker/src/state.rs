@@ -243,6 +243,7 @@ impl Tracker {
         let mut inner = self.lock();
         let hello = ToTracker::SyncHello {
             tracker_id: self.tracker_id.clone(),
+            secret: self.config.twin_secret.clone().unwrap_or_default(),
         };
         let state = ToTracker::SyncState {
             peers: inner.registry.local_state(),
@@ -258,6 +259,21 @@ impl Tracker {
             outbox,
         });
         true
+    }
+
+    /// Whether `secret` is this tracker's twin secret. Without a configured secret no twin
+    /// link is accepted, so nobody can inject peers or files by claiming to be the twin. The
+    /// comparison takes the same time wherever the first difference is.
+    pub fn is_twin_secret(&self, secret: &str) -> bool {
+        let Some(expected) = &self.config.twin_secret else {
+            return false;
+        };
+        expected.len() == secret.len()
+            && expected
+                .bytes()
+                .zip(secret.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
     }
 
     /// Whether a twin link is up.

@@ -162,7 +162,8 @@ fn any_to_tracker() -> impl Strategy<Value = ToTracker> {
         ),
         Just(ToTracker::ListFiles),
         any_hash().prop_map(|info_hash| ToTracker::GetMetainfo { info_hash }),
-        ".{0,30}".prop_map(|tracker_id| ToTracker::SyncHello { tracker_id }),
+        (".{0,30}", ".{0,30}")
+            .prop_map(|(tracker_id, secret)| ToTracker::SyncHello { tracker_id, secret }),
         (
             proptest::collection::vec((any_hash(), any_peer()), 0..4),
             proptest::collection::vec(".{0,30}", 0..3)
