@@ -10,6 +10,7 @@
 //! - [`Bitfield`]: which pieces a peer has;
 //! - [`wire`]: the binary peer-wire messages and their codec;
 //! - [`tracker`]: the tracker messages (peer ⇄ tracker and tracker ⇄ tracker) and their codec;
+//! - [`Announcer`]: a peer's tracker client, with failover from tracker 1 to tracker 2;
 //! - [`PeerSession`]: one peer-wire connection's protocol state;
 //! - [`Scheduler`]: the sans-IO download scheduler that decides which block to request from
 //!   which peer.
@@ -18,6 +19,7 @@
 //! time into these types and carry their outputs to the network or the disk.
 #![warn(missing_docs)]
 
+mod announcer;
 mod bitfield;
 mod ids;
 mod metainfo;
@@ -31,6 +33,7 @@ pub mod wire;
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use announcer::{Action, Announcer, AnnouncerConfig, AnnouncerEvent};
 pub use bitfield::{Bitfield, BitfieldError};
 pub use ids::{IdParseError, InfoHash, PeerId, PieceHash};
 pub use metainfo::{

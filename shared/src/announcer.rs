@@ -1,0 +1,417 @@
+//! The peer's side of the tracker protocol, sans-IO: which tracker to talk to, when to
+//! announce each swarm, and what to do when a tracker fails.
+//!
+//! An [`Announcer`] keeps one connection to one tracker at a time and every swarm the peer is
+//! in. It starts with tracker 1; when the connection fails or a reply does not come within
+//! [`AnnouncerConfig::reply_timeout`], it switches to the other tracker at once and announces
+//! every swarm there, so a download carries on without the user noticing. If both fail, it
+//! keeps alternating with an exponential backoff, and starts from scratch on the next success.
+//!
+//! # Driving it
+//!
+//! The driver performs each [`Action`] from [`poll_action`](Announcer::poll_action) (connect to
+//! a URL, send a message, close), reports what happened with `handle_*`, keeps a timer at
+//! [`poll_timeout`](Announcer::poll_timeout) and calls [`handle_timeout`](Announcer::handle_timeout)
+//! when it fires, and acts on each [`AnnouncerEvent`] (new peers, a signal to dial a peer).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use crate::tracker::{
+    Announce, AnnounceEvent, ErrorCode, FromTracker, PeerAddress, PeerInfo, ToTracker,
+};
+use crate::{InfoHash, PeerId};
+
+/// Timing of an [`Announcer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnouncerConfig {
+    /// How long to wait for a connection or a reply before giving up on a tracker.
+    pub reply_timeout: Duration,
+    /// The first wait after both trackers failed; it doubles up to `max_backoff`.
+    pub first_backoff: Duration,
+    /// The longest wait between attempts.
+    pub max_backoff: Duration,
+    /// How many peers to ask for.
+    pub numwant: u32,
+}
+
+impl Default for AnnouncerConfig {
+    fn default() -> Self {
+        Self {
+            reply_timeout: Duration::from_secs(10),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            numwant: 50,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a WebSocket to this URL, then call [`Announcer::handle_connected`] or
+    /// [`Announcer::handle_disconnected`].
+    Connect(String),
+    /// Send this message on the open connection.
+    Send(ToTracker),
+    /// Close the connection (without calling `handle_disconnected`).
+    Disconnect,
+}
+
+/// What the tracker told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnnouncerEvent {
+    /// Peers of a swarm.
+    Peers {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// A sample of its peers.
+        peers: Vec<PeerInfo>,
+        /// Peers with the whole file.
+        seeders: u32,
+        /// Peers still downloading.
+        leechers: u32,
+    },
+    /// A peer asks us (a browser peer) to dial it.
+    Signal {
+        /// The swarm.
+        info_hash: InfoHash,
+        /// The asking peer.
+        from: PeerId,
+        /// Where to dial.
+        dial: String,
+    },
+    /// The tracker refused something.
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+    },
+    /// The announcer switched trackers.
+    SwitchedTracker {
+        /// The tracker now in use.
+        url: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Swarm {
+    address: PeerAddress,
+    left: u64,
+    metainfo: Option<String>,
+    /// The event the next announce carries.
+    pending: AnnounceEvent,
+    next_announce: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Not connected; connect at this time.
+    Down { retry_at: Duration },
+    /// Connecting since this time.
+    Connecting { since: Duration },
+    /// Connected; waiting for a reply since this time, if we are.
+    Up { awaiting_since: Option<Duration> },
+}
+
+/// The peer's tracker client state. See the module documentation.
+#[derive(Debug)]
+pub struct Announcer {
+    trackers: [String; 2],
+    current: usize,
+    peer_id: PeerId,
+    config: AnnouncerConfig,
+    swarms: BTreeMap<InfoHash, Swarm>,
+    link: Link,
+    /// Trackers that failed in a row; the backoff grows with it.
+    failures: u32,
+    actions: VecDeque<Action>,
+    events: VecDeque<AnnouncerEvent>,
+}
+
+impl Announcer {
+    /// An announcer for `peer_id` that will start with `trackers[0]`.
+    pub fn new(
+        trackers: [String; 2],
+        peer_id: PeerId,
+        config: AnnouncerConfig,
+        now: Duration,
+    ) -> Self {
+        Self {
+            trackers,
+            current: 0,
+            peer_id,
+            config,
+            swarms: BTreeMap::new(),
+            link: Link::Down { retry_at: now },
+            failures: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The tracker in use (or about to be).
+    pub fn current_tracker(&self) -> &str {
+        &self.trackers[self.current]
+    }
+
+    /// Whether a tracker connection is up.
+    pub fn is_connected(&self) -> bool {
+        matches!(self.link, Link::Up { .. })
+    }
+
+    /// Joins a swarm: announces `started` (with the `.mtorrent`, to register the file, if
+    /// given) as soon as a tracker is connected.
+    pub fn add_swarm(
+        &mut self,
+        info_hash: InfoHash,
+        address: PeerAddress,
+        left: u64,
+        metainfo: Option<String>,
+        now: Duration,
+    ) {
+        self.swarms.insert(
+            info_hash,
+            Swarm {
+                address,
+                left,
+                metainfo,
+                pending: AnnounceEvent::Started,
+                next_announce: now,
+            },
+        );
+        self.announce_due(now);
+    }
+
+    /// Leaves a swarm, telling the tracker if connected.
+    pub fn remove_swarm(&mut self, info_hash: InfoHash, now: Duration) {
+        if let Some(mut swarm) = self.swarms.remove(&info_hash) {
+            if self.is_connected() {
+                swarm.pending = AnnounceEvent::Stopped;
+                let message = self.announce_message(info_hash, &swarm);
+                self.send(message, now);
+            }
+        }
+    }
+
+    /// Updates how much of a file we still lack; reaching zero announces `completed` at once.
+    pub fn set_left(&mut self, info_hash: InfoHash, left: u64, now: Duration) {
+        let Some(swarm) = self.swarms.get_mut(&info_hash) else {
+            return;
+        };
+        let completed = swarm.left > 0 && left == 0;
+        swarm.left = left;
+        if completed {
+            swarm.pending = AnnounceEvent::Completed;
+            swarm.next_announce = now;
+            self.announce_due(now);
+        }
+    }
+
+    /// Asks for more peers of a swarm now rather than at the next interval.
+    pub fn announce_now(&mut self, info_hash: InfoHash, now: Duration) {
+        if let Some(swarm) = self.swarms.get_mut(&info_hash) {
+            swarm.next_announce = now;
+            self.announce_due(now);
+        }
+    }
+
+    /// Asks the tracker to make browser peer `to` dial us at `dial`.
+    pub fn signal(&mut self, info_hash: InfoHash, to: PeerId, dial: String, now: Duration) {
+        if self.is_connected() {
+            let from = self.peer_id;
+            self.send(
+                ToTracker::Signal {
+                    info_hash,
+                    from,
+                    to,
+                    dial,
+                },
+                now,
+            );
+        }
+    }
+
+    /// The connection asked for by [`Action::Connect`] is open.
+    pub fn handle_connected(&mut self, now: Duration) {
+        self.link = Link::Up {
+            awaiting_since: None,
+        };
+        self.failures = 0;
+        for swarm in self.swarms.values_mut() {
+            // A new tracker may not know us: announce every swarm there from the start.
+            if swarm.pending == AnnounceEvent::Update {
+                swarm.pending = AnnounceEvent::Started;
+            }
+            swarm.next_announce = now;
+        }
+        self.announce_due(now);
+    }
+
+    /// The connection failed or closed.
+    pub fn handle_disconnected(&mut self, now: Duration) {
+        self.fail_over(now);
+    }
+
+    /// A message from the tracker.
+    pub fn handle_message(&mut self, message: FromTracker, now: Duration) {
+        if let Link::Up { awaiting_since } = &mut self.link {
+            *awaiting_since = None;
+        }
+        match message {
+            FromTracker::Peers {
+                info_hash,
+                interval_secs,
+                peers,
+                seeders,
+                leechers,
+            } => {
+                if let Some(swarm) = self.swarms.get_mut(&info_hash) {
+                    if interval_secs > 0 {
+                        swarm.next_announce = now + Duration::from_secs(u64::from(interval_secs));
+                    }
+                    self.events.push_back(AnnouncerEvent::Peers {
+                        info_hash,
+                        peers,
+                        seeders,
+                        leechers,
+                    });
+                }
+            }
+            FromTracker::Signal {
+                info_hash,
+                from,
+                dial,
+            } => {
+                self.events.push_back(AnnouncerEvent::Signal {
+                    info_hash,
+                    from,
+                    dial,
+                });
+            }
+            FromTracker::Error { code, message } => {
+                self.events
+                    .push_back(AnnouncerEvent::Refused { code, message });
+            }
+            FromTracker::Files { .. } | FromTracker::Metainfo { .. } => {}
+        }
+    }
+
+    /// Connects, announces or gives up on a silent tracker, as the time says.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        match self.link {
+            Link::Down { retry_at } if now >= retry_at => {
+                self.link = Link::Connecting { since: now };
+                self.actions
+                    .push_back(Action::Connect(self.trackers[self.current].clone()));
+            }
+            Link::Connecting { since } if now >= since + self.config.reply_timeout => {
+                self.actions.push_back(Action::Disconnect);
+                self.fail_over(now);
+            }
+            Link::Up {
+                awaiting_since: Some(since),
+            } if now >= since + self.config.reply_timeout => {
+                self.actions.push_back(Action::Disconnect);
+                self.fail_over(now);
+            }
+            Link::Up { .. } => self.announce_due(now),
+            _ => {}
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match self.link {
+            Link::Down { retry_at } => Some(retry_at),
+            Link::Connecting { since } => Some(since + self.config.reply_timeout),
+            Link::Up { awaiting_since } => {
+                let reply = awaiting_since.map(|since| since + self.config.reply_timeout);
+                let announce = self.swarms.values().map(|s| s.next_announce).min();
+                reply.into_iter().chain(announce).min()
+            }
+        }
+    }
+
+    /// The next thing to do, if any.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event, if any.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<AnnouncerEvent> {
+        self.events.pop_front()
+    }
+
+    fn fail_over(&mut self, now: Duration) {
+        self.failures += 1;
+        self.current = 1 - self.current;
+        // The first failure switches at once; after both trackers failed, back off.
+        let retry_at = if self.failures < 2 {
+            now
+        } else {
+            let exponent = (self.failures - 2).min(16);
+            now + (self.config.first_backoff * 2u32.pow(exponent)).min(self.config.max_backoff)
+        };
+        self.link = Link::Down { retry_at };
+        self.events.push_back(AnnouncerEvent::SwitchedTracker {
+            url: self.trackers[self.current].clone(),
+        });
+    }
+
+    fn announce_due(&mut self, now: Duration) {
+        if !self.is_connected() {
+            return;
+        }
+        let due: Vec<InfoHash> = self
+            .swarms
+            .iter()
+            .filter(|(_, s)| s.next_announce <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for info_hash in due {
+            let swarm = self.swarms[&info_hash].clone();
+            let message = self.announce_message(info_hash, &swarm);
+            let swarm = self.swarms.get_mut(&info_hash).expect("present");
+            swarm.pending = AnnounceEvent::Update;
+            // Until the reply sets the real interval, do not announce this swarm again.
+            swarm.next_announce = now + self.config.reply_timeout;
+            self.send(message, now);
+        }
+    }
+
+    fn announce_message(&self, info_hash: InfoHash, swarm: &Swarm) -> ToTracker {
+        ToTracker::Announce(Announce {
+            info_hash,
+            peer_id: self.peer_id,
+            event: swarm.pending,
+            address: swarm.address.clone(),
+            left: swarm.left,
+            numwant: self.config.numwant,
+            // Only a start registers the file; every new tracker connection starts again.
+            metainfo: (swarm.pending == AnnounceEvent::Started)
+                .then(|| swarm.metainfo.clone())
+                .flatten(),
+        })
+    }
+
+    fn send(&mut self, message: ToTracker, now: Duration) {
+        if let Link::Up { awaiting_since } = &mut self.link {
+            if awaiting_since.is_none() && expects_reply(&message) {
+                *awaiting_since = Some(now);
+            }
+        }
+        self.actions.push_back(Action::Send(message));
+    }
+}
+
+fn expects_reply(message: &ToTracker) -> bool {
+    !matches!(message, ToTracker::Announce(a) if a.event == AnnounceEvent::Stopped)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+use super::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn urls() -> [String; 2] {
+    ["ws://one/ws".into(), "ws://two/ws".into()]
+}
+
+fn announcer() -> Announcer {
+    Announcer::new(
+        urls(),
+        PeerId([1; 20]),
+        AnnouncerConfig::default(),
+        Duration::ZERO,
+    )
+}
+
+fn actions(a: &mut Announcer) -> Vec<Action> {
+    std::iter::from_fn(|| a.poll_action()).collect()
+}
+
+fn announces(actions: &[Action]) -> Vec<(InfoHash, AnnounceEvent, bool)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send(ToTracker::Announce(a)) => {
+                Some((a.info_hash, a.event, a.metainfo.is_some()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn peers_reply(info_hash: InfoHash, interval_secs: u32) -> FromTracker {
+    FromTracker::Peers {
+        info_hash,
+        interval_secs,
+        peers: Vec::new(),
+        seeders: 1,
+        leechers: 0,
+    }
+}
+
+const A: InfoHash = InfoHash([0xA; 20]);
+const B: InfoHash = InfoHash([0xB; 20]);
+
+fn connected_with_swarm() -> Announcer {
+    let mut a = announcer();
+    a.add_swarm(
+        A,
+        PeerAddress::Browser,
+        100,
+        Some("{doc}".into()),
+        Duration::ZERO,
+    );
+    a.handle_timeout(Duration::ZERO);
+    assert_eq!(actions(&mut a), [Action::Connect("ws://one/ws".into())]);
+    a.handle_connected(Duration::ZERO);
+    a
+}
+
+#[test]
+fn starts_with_tracker_one_and_announces_started_with_the_mtorrent() {
+    let mut a = connected_with_swarm();
+    assert_eq!(
+        announces(&actions(&mut a)),
+        [(A, AnnounceEvent::Started, true)]
+    );
+    a.handle_message(peers_reply(A, 30), S);
+    assert!(matches!(
+        a.poll_event(),
+        Some(AnnouncerEvent::Peers { info_hash: A, .. })
+    ));
+    assert_eq!(a.poll_timeout(), Some(31 * S));
+    a.handle_timeout(31 * S);
+    assert_eq!(
+        announces(&actions(&mut a)),
+        [(A, AnnounceEvent::Update, false)]
+    );
+}
+
+#[test]
+fn completing_announces_completed_at_once() {
+    let mut a = connected_with_swarm();
+    actions(&mut a);
+    a.handle_message(peers_reply(A, 30), S);
+    a.set_left(A, 40, 2 * S);
+    assert!(
+        actions(&mut a).is_empty(),
+        "progress alone is not announced"
+    );
+    a.set_left(A, 0, 3 * S);
+    assert_eq!(
+        announces(&actions(&mut a)),
+        [(A, AnnounceEvent::Completed, false)]
+    );
+}
+
+#[test]
+fn a_failed_tracker_switches_to_the_other_at_once_and_starts_every_swarm_there() {
+    let mut a = connected_with_swarm();
+    a.add_swarm(B, PeerAddress::Browser, 0, None, Duration::ZERO);
+    actions(&mut a);
+    a.handle_message(peers_reply(A, 30), S);
+    a.handle_message(peers_reply(B, 30), S);
+    a.handle_disconnected(5 * S);
+    assert_eq!(a.current_tracker(), "ws://two/ws");
+    assert!(std::iter::from_fn(|| a.poll_event()).any(|e| e
+        == AnnouncerEvent::SwitchedTracker {
+            url: "ws://two/ws".into()
+        }));
+    assert_eq!(
+        a.poll_timeout(),
+        Some(5 * S),
+        "no wait after the first failure"
+    );
+    a.handle_timeout(5 * S);
+    assert_eq!(actions(&mut a), [Action::Connect("ws://two/ws".into())]);
+    a.handle_connected(5 * S);
+    let mut sent = announces(&actions(&mut a));
+    sent.sort_by_key(|(h, ..)| *h);
+    assert_eq!(
+        sent,
+        [
+            (A, AnnounceEvent::Started, true),
+            (B, AnnounceEvent::Started, false)
+        ]
+    );
+}
+
+#[test]
+fn a_silent_tracker_counts_as_failed() {
+    let mut a = connected_with_swarm();
+    actions(&mut a);
+    let timeout = AnnouncerConfig::default().reply_timeout;
+    assert_eq!(a.poll_timeout(), Some(timeout));
+    a.handle_timeout(timeout);
+    assert_eq!(actions(&mut a), [Action::Disconnect]);
+    assert_eq!(a.current_tracker(), "ws://two/ws");
+    assert!(!a.is_connected());
+}
+
+#[test]
+fn when_both_fail_it_backs_off_exponentially_up_to_the_limit() {
+    let config = AnnouncerConfig::default();
+    let mut a = announcer();
+    let mut now = Duration::ZERO;
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        a.handle_timeout(now);
+        assert!(matches!(actions(&mut a)[..], [Action::Connect(_)]));
+        a.handle_disconnected(now);
+        let next = a.poll_timeout().unwrap();
+        waits.push(next - now);
+        now = next;
+    }
+    assert_eq!(waits[0], Duration::ZERO);
+    assert_eq!(&waits[1..5], [S, 2 * S, 4 * S, 8 * S]);
+    assert_eq!(*waits.last().unwrap(), config.max_backoff);
+    // A success resets it.
+    a.handle_timeout(now);
+    actions(&mut a);
+    a.handle_connected(now);
+    a.handle_disconnected(now);
+    assert_eq!(a.poll_timeout(), Some(now));
+}
+
+#[test]
+fn removing_a_swarm_announces_stopped_and_expects_no_reply() {
+    let mut a = connected_with_swarm();
+    actions(&mut a);
+    a.handle_message(peers_reply(A, 30), S);
+    a.remove_swarm(A, 2 * S);
+    assert_eq!(
+        announces(&actions(&mut a)),
+        [(A, AnnounceEvent::Stopped, false)]
+    );
+    assert_eq!(a.poll_timeout(), None, "nothing left to do");
+}
+
+#[test]
+fn signals_and_refusals_become_events() {
+    let mut a = connected_with_swarm();
+    actions(&mut a);
+    a.signal(A, PeerId([2; 20]), "ws://me/peer".into(), S);
+    assert!(matches!(
+        &actions(&mut a)[..],
+        [Action::Send(ToTracker::Signal { to, .. })] if *to == PeerId([2; 20])
+    ));
+    a.handle_message(
+        FromTracker::Signal {
+            info_hash: A,
+            from: PeerId([3; 20]),
+            dial: "ws://x/".into(),
+        },
+        S,
+    );
+    a.handle_message(FromTracker::error(ErrorCode::RateLimited, "slow down"), S);
+    let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert!(matches!(
+        events[..],
+        [
+            AnnouncerEvent::Signal { .. },
+            AnnouncerEvent::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }
+        ]
+    ));
+}
