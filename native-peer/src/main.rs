@@ -9,9 +9,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
-mod hashing;
 mod output;
-mod sha1_x2;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -26,7 +26,6 @@ pub fn digest_pair(a: &[u8], b: &[u8]) -> (PieceHash, PieceHash) {
 }
 
 /// One SHA1 through the portable path, for comparison in tests and benchmarks.
-#[allow(dead_code)]
 pub fn digest_one(data: &[u8]) -> PieceHash {
     PieceHash(Sha1::digest(data).into())
 }

@@ -8,7 +8,8 @@ use mtorrent_shared::{Lengths, Metainfo, MAX_FILE_SIZE};
 
 use super::progress::with_progress;
 use crate::cli::CreateArgs;
-use crate::{hashing, output};
+use crate::output;
+use mtorrent_native_peer::hashing;
 
 pub fn run(args: CreateArgs) -> Result<ExitCode> {
     let trackers: [String; 2] = args.trackers.clone().try_into().map_err(|urls: Vec<_>| {

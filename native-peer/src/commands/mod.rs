@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::{Cli, Command, HashingArgs};
-use crate::hashing;
+use mtorrent_native_peer::hashing;
 
 mod create;
 mod inspect;

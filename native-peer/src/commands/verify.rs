@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use super::progress::with_progress;
 use crate::cli::VerifyArgs;
-use crate::hashing::{self, PieceResult};
 use crate::output::read_metainfo;
+use mtorrent_native_peer::hashing::{self, PieceResult};
 
 pub fn run(args: VerifyArgs) -> Result<ExitCode> {
     let meta = read_metainfo(&args.mtorrent)?;
