@@ -29,6 +29,89 @@ pub enum Command {
                             do not match; 2 an error."
     )]
     Verify(VerifyArgs),
+    /// Share a file: write its .mtorrent, record it in the catalog, register it with the
+    /// trackers and seed it (with everything else in the catalog) until stopped.
+    Share(ShareArgs),
+    /// Download a file from the peers of a .mtorrent, verifying every piece; resumes an
+    /// interrupted download.
+    Get(GetArgs),
+    /// Seed everything in the catalog and finish unfinished downloads, until stopped.
+    Seed(PeerArgs),
+    /// Show every file in the catalog: state, progress and path.
+    List(CatalogArgs),
+    /// Stop sharing a file and forget it; the file itself stays unless --delete-file is given.
+    Remove(RemoveArgs),
+}
+
+/// Where the catalog is.
+#[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The catalog database [default: $MTORRENT_HOME/catalog.sqlite, or
+    /// ~/.local/share/mtorrent/catalog.sqlite].
+    #[arg(long, env = "MTORRENT_CATALOG", value_name = "PATH")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// Options of the commands that run a peer.
+#[derive(Debug, Args)]
+pub struct PeerArgs {
+    /// Address to listen on for other peers.
+    #[arg(long, env = "MTORRENT_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// The URL other peers should dial [default: ws://<listen address>/].
+    #[arg(long, env = "MTORRENT_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
+}
+
+/// Arguments of `mtorrent share`.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// The file to share.
+    pub file: PathBuf,
+    /// A tracker's WebSocket URL; give two, tracker 1 first.
+    #[arg(
+        long = "tracker",
+        value_name = "URL",
+        num_args = 1,
+        default_values_t = ["ws://127.0.0.1:7001/ws".to_owned(), "ws://127.0.0.1:7002/ws".to_owned()]
+    )]
+    pub trackers: Vec<String>,
+    /// Where to write the .mtorrent [default: <file name>.mtorrent in the current directory].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+    #[command(flatten)]
+    pub hashing: HashingArgs,
+}
+
+/// Arguments of `mtorrent get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The .mtorrent of the file to download.
+    pub mtorrent: PathBuf,
+    /// Where to save it: a directory (the file keeps its name) or a file path
+    /// [default: the current directory].
+    pub destination: Option<PathBuf>,
+    /// Keep seeding after the download completes, until stopped.
+    #[arg(long)]
+    pub seed: bool,
+    #[command(flatten)]
+    pub peer: PeerArgs,
+}
+
+/// Arguments of `mtorrent remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The file's .mtorrent, or its info hash.
+    pub target: String,
+    /// Also delete the downloaded or shared file.
+    #[arg(long)]
+    pub delete_file: bool,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 /// Arguments of `mtorrent create`.

@@ -5,5 +5,6 @@
 
 pub mod catalog;
 pub mod hashing;
+pub mod node;
 pub mod sha1_x2;
 pub mod storage;

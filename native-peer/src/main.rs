@@ -13,6 +13,13 @@ mod output;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "mtorrent=warn,mtorrent_native_peer=warn".into()),
+        )
+        .init();
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

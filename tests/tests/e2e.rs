@@ -2,4 +2,5 @@
 //! (trackers, peers) on 127.0.0.1 with OS-chosen ports, and kills them when it ends.
 
 mod cli;
+mod peer;
 mod tracker;

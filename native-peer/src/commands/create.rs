@@ -1,6 +1,6 @@
 //! `mtorrent create`: hash a file and write its `.mtorrent`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -12,29 +12,8 @@ use crate::output;
 use mtorrent_native_peer::hashing;
 
 pub fn run(args: CreateArgs) -> Result<ExitCode> {
-    let trackers: [String; 2] = args.trackers.clone().try_into().map_err(|urls: Vec<_>| {
-        anyhow!(
-            "give exactly two --tracker URLs (tracker 1, then tracker 2); got {}",
-            urls.len()
-        )
-    })?;
+    let trackers = two_trackers(&args.trackers)?;
     let name = file_name(&args.file)?;
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let metadata = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    if !metadata.is_file() {
-        bail!("{} is not a regular file", args.file.display());
-    }
-    let size = metadata.len();
-    if size > MAX_FILE_SIZE {
-        bail!(
-            "{} is {size} bytes; files up to {MAX_FILE_SIZE} bytes can be shared",
-            args.file.display()
-        );
-    }
-    let lengths = Lengths::new(size).expect("sizes up to MAX_FILE_SIZE have few enough pieces");
     // Validate everything but the hashes before the long part, so a bad name or URL fails fast.
     Metainfo::new(trackers.clone(), name.clone(), 0, Vec::new())?;
     let output = args
@@ -47,12 +26,7 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
             output.display()
         );
     }
-
-    let hashes = with_progress("hashing", size, |progress| {
-        hashing::hash_file(&file, lengths, args.hashing.workers(), progress)
-    })
-    .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let metainfo = Metainfo::new(trackers, name, size, hashes)?;
+    let metainfo = hash_into_metainfo(&args.file, trackers, args.hashing.workers())?;
     output::write_atomically(&output, metainfo.to_json().as_bytes(), args.force)?;
     println!(
         "wrote {} (info hash {})",
@@ -62,8 +36,45 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exactly two tracker URLs, tracker 1 first.
+pub fn two_trackers(urls: &[String]) -> Result<[String; 2]> {
+    urls.to_vec().try_into().map_err(|urls: Vec<_>| {
+        anyhow!(
+            "give exactly two --tracker URLs (tracker 1, then tracker 2); got {}",
+            urls.len()
+        )
+    })
+}
+
+/// Hashes the file at `path` on `workers` threads into its `.mtorrent`.
+pub fn hash_into_metainfo(path: &Path, trackers: [String; 2], workers: usize) -> Result<Metainfo> {
+    let name = file_name(path)?;
+    Metainfo::new(trackers.clone(), name.clone(), 0, Vec::new())?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !metadata.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    let size = metadata.len();
+    if size > MAX_FILE_SIZE {
+        bail!(
+            "{} is {size} bytes; files up to {MAX_FILE_SIZE} bytes can be shared",
+            path.display()
+        );
+    }
+    let lengths = Lengths::new(size).expect("sizes up to MAX_FILE_SIZE have few enough pieces");
+    let hashes = with_progress("hashing", size, |progress| {
+        hashing::hash_file(&file, lengths, workers, progress)
+    })
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Metainfo::new(trackers, name, size, hashes)?)
+}
+
 /// The name the file is shared under: the last component of its path.
-fn file_name(path: &std::path::Path) -> Result<String> {
+fn file_name(path: &Path) -> Result<String> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} does not name a file", path.display()))?;

@@ -8,8 +8,14 @@ use crate::cli::{Cli, Command, HashingArgs};
 use mtorrent_native_peer::hashing;
 
 mod create;
+mod get;
 mod inspect;
+mod list;
+mod peer;
 mod progress;
+mod remove;
+mod seed;
+mod share;
 mod verify;
 
 /// Runs the parsed command line and returns the exit code to use.
@@ -18,6 +24,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Create(args) => create::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Share(args) => share::run(args),
+        Command::Get(args) => get::run(args),
+        Command::Seed(args) => seed::run(args),
+        Command::List(args) => list::run(args),
+        Command::Remove(args) => remove::run(args),
     }
 }
 

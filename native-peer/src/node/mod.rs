@@ -1,0 +1,145 @@
+//! The running peer: a WebSocket listener for other peers, outgoing connections to the peers
+//! the trackers name, and one [`Torrent`] per file it downloads or seeds.
+
+mod connection;
+mod torrent;
+mod tracker;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use mtorrent_shared::wire::Message;
+use mtorrent_shared::{InfoHash, PeerId};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub use torrent::{PeerCommand, Progress, Torrent};
+
+/// A running peer.
+#[derive(Debug)]
+pub struct Node {
+    /// This peer's id.
+    pub peer_id: PeerId,
+    /// The URL other peers dial to reach it.
+    pub advertised_url: String,
+    /// The address it listens on.
+    pub listen_addr: SocketAddr,
+    torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
+}
+
+impl Node {
+    /// Binds the listener on `listen` and starts accepting peers. The advertised URL is
+    /// `advertise`, or `ws://<bound address>/` if none is given.
+    pub async fn start(listen: SocketAddr, advertise: Option<String>) -> Result<Arc<Self>> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen for peers on {listen}"))?;
+        let bound = listener.local_addr()?;
+        let node = Arc::new(Self {
+            peer_id: PeerId(rand_id()),
+            advertised_url: advertise.unwrap_or_else(|| format!("ws://{bound}/")),
+            listen_addr: bound,
+            torrents: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(accept_loop(node.clone(), listener));
+        Ok(node)
+    }
+
+    /// Starts downloading or seeding `torrent`, and announcing it (registering `register`, the
+    /// `.mtorrent`, with the trackers if given).
+    pub fn add(self: &Arc<Self>, torrent: Arc<Torrent>, register: Option<String>) {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(torrent.metainfo.info_hash(), torrent.clone());
+        tokio::spawn(tracker::announce(self.clone(), torrent.clone(), register));
+        let ticker = torrent;
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                ticker.tick();
+            }
+        });
+    }
+
+    fn torrent(&self, info_hash: InfoHash) -> Option<Arc<Torrent>> {
+        self.torrents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&info_hash)
+            .cloned()
+    }
+
+    /// Connects to the peer at `url` for `torrent`, in the background.
+    pub fn dial(self: &Arc<Self>, torrent: Arc<Torrent>, url: String) {
+        let peer_id = self.peer_id;
+        tokio::spawn(async move {
+            let connect =
+                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
+            match tokio::time::timeout(Duration::from_secs(10), connect).await {
+                Ok(Ok((socket, _))) => {
+                    if let Err(e) = connection::run(torrent, peer_id, socket, None).await {
+                        tracing::debug!("connection to {url} ended: {e:#}");
+                    }
+                }
+                _ => tracing::debug!("cannot reach peer {url}"),
+            }
+        });
+    }
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(connection::MAX_WS_MESSAGE))
+        .max_frame_size(Some(connection::MAX_WS_MESSAGE))
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_incoming(node, stream).await {
+                tracing::debug!("incoming peer: {e:#}");
+            }
+        });
+    }
+}
+
+async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Result<()> {
+    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await?;
+    let first = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .context("no handshake")?
+        .context("closed before the handshake")??;
+    let WsMessage::Binary(bytes) = first else {
+        anyhow::bail!("expected a binary handshake");
+    };
+    let message = Message::decode_frame(bytes)?;
+    let Message::Handshake(handshake) = &message else {
+        anyhow::bail!("expected a handshake");
+    };
+    let torrent = node
+        .torrent(handshake.info_hash)
+        .with_context(|| format!("not sharing {}", handshake.info_hash))?;
+    connection::run(torrent, node.peer_id, socket, Some(message)).await
+}
+
+fn rand_id() -> [u8; 20] {
+    let mut id = [0u8; 20];
+    id[..8].copy_from_slice(b"-MT0100-");
+    for chunk in id[8..].chunks_mut(8) {
+        let random = rand::random::<u64>().to_le_bytes();
+        chunk.copy_from_slice(&random[..chunk.len()]);
+    }
+    id
+}

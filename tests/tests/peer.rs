@@ -1,0 +1,225 @@
+//! The native peer: share, get from several peers, the catalog, failover.
+
+use std::path::Path;
+
+use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::process::Process;
+
+const TWIN_SECRET: &str = "peer-tests-twin-secret-0123";
+
+struct Trackers {
+    one: Process,
+    two: Process,
+}
+
+impl Trackers {
+    fn start(dir: &Dir) -> Self {
+        let one = Process::start(
+            "mtorrent-tracker",
+            ["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET],
+            &dir.join("tracker-1.log"),
+        );
+        let twin = one.ws_url();
+        let two = Process::start(
+            "mtorrent-tracker",
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--twin-secret",
+                TWIN_SECRET,
+                "--twin",
+                &twin,
+            ],
+            &dir.join("tracker-2.log"),
+        );
+        Self { one, two }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--tracker".into(),
+            self.one.ws_url(),
+            "--tracker".into(),
+            self.two.ws_url(),
+        ]
+    }
+}
+
+/// Random bytes from a fixed seed (SplitMix64).
+fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+/// A seeding `mtorrent share` of `file` (in `dir/name/`), with its own catalog.
+fn share(dir: &Dir, name: &str, file: &str, data: &[u8], trackers: &Trackers) -> Process {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(file), data).unwrap();
+    let mut args = vec![
+        "share".to_owned(),
+        home.join(file).to_string_lossy().into_owned(),
+        "-o".into(),
+        dir.join(format!("{file}.mtorrent"))
+            .to_string_lossy()
+            .into_owned(),
+        "--catalog".into(),
+        home.join("catalog.sqlite").to_string_lossy().into_owned(),
+    ];
+    args.extend(trackers.args());
+    Process::start("mtorrent", args, &dir.join(format!("{name}.log")))
+}
+
+/// `mtorrent get --seed` into `dir/name/`, kept running as a seeder once complete.
+fn get_and_seed(dir: &Dir, name: &str, mtorrent: &Path) -> Process {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    Process::start(
+        "mtorrent",
+        [
+            "get".to_owned(),
+            mtorrent.to_string_lossy().into_owned(),
+            home.to_string_lossy().into_owned(),
+            "--seed".into(),
+            "--catalog".into(),
+            home.join("catalog.sqlite").to_string_lossy().into_owned(),
+        ],
+        &dir.join(format!("{name}.log")),
+    )
+}
+
+fn get(dir: &Dir, name: &str, mtorrent: &Path) -> mtorrent_e2e::command::Finished {
+    let home = dir.join(name);
+    std::fs::create_dir_all(&home).unwrap();
+    dir.command("mtorrent")
+        .args(["get".as_ref(), mtorrent.as_os_str(), home.as_os_str()])
+        .args([
+            "--catalog".as_ref(),
+            home.join("catalog.sqlite").as_os_str(),
+        ])
+        .run()
+}
+
+fn wait_until_file_equals(path: &Path, data: &[u8]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read(path).ok().as_deref() != Some(data) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} never completed",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_leecher_downloads_an_identical_file_from_one_seeder() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(5 << 20 | 12_345, 1);
+    let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
+    get(&dir, "leecher", &dir.join("data.bin.mtorrent"))
+        .success()
+        .stdout_contains("downloaded");
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+    let listed = dir
+        .command("mtorrent")
+        .args(["list", "--catalog"])
+        .args([dir.join("leecher/catalog.sqlite")])
+        .stdout();
+    assert!(
+        listed.contains("seeding") && listed.contains("100.0%"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn three_seeders_serve_one_leecher() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(24 << 20, 2);
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let _first = share(&dir, "first", "data.bin", &data, &trackers);
+    let _second = get_and_seed(&dir, "second", &mtorrent);
+    wait_until_file_equals(&dir.join("second/data.bin"), &data);
+    let _third = get_and_seed(&dir, "third", &mtorrent);
+    wait_until_file_equals(&dir.join("third/data.bin"), &data);
+    get(&dir, "leecher", &mtorrent).success();
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_download_completes_through_tracker_two_when_tracker_one_is_down() {
+    let dir = Dir::new();
+    let mut trackers = Trackers::start(&dir);
+    let data = random_bytes(3 << 20, 3);
+    let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
+    // Let the registration reach tracker 2, then kill tracker 1.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    trackers.one.kill();
+    get(&dir, "leecher", &dir.join("data.bin.mtorrent")).success();
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+}
+
+#[test]
+fn get_never_overwrites_an_existing_file_and_refuses_bad_mtorrents() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(100_000, 4);
+    let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
+    std::fs::create_dir_all(dir.join("leecher")).unwrap();
+    std::fs::write(dir.join("leecher/data.bin"), b"mine").unwrap();
+    get(&dir, "leecher", &dir.join("data.bin.mtorrent"))
+        .code(2)
+        .stderr_contains("an existing file is never overwritten");
+    assert_eq!(
+        std::fs::read(dir.join("leecher/data.bin")).unwrap(),
+        b"mine"
+    );
+
+    let evil = dir.write(
+        "evil.mtorrent",
+        std::fs::read_to_string(dir.join("data.bin.mtorrent"))
+            .unwrap()
+            .replace("\"data.bin\"", "\"../escape.bin\""),
+    );
+    get(&dir, "other", &evil)
+        .code(2)
+        .stderr_contains("not a valid .mtorrent");
+    assert!(!dir.join("escape.bin").exists());
+    assert!(
+        !dir.join("other/catalog.sqlite").exists(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn remove_forgets_the_file_but_keeps_it() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(200_000, 5);
+    let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
+    get(&dir, "leecher", &dir.join("data.bin.mtorrent")).success();
+    let catalog = dir.join("leecher/catalog.sqlite");
+    dir.command("mtorrent")
+        .args(["remove".as_ref(), dir.join("data.bin.mtorrent").as_os_str()])
+        .args(["--catalog".as_ref(), catalog.as_os_str()])
+        .run()
+        .success()
+        .stdout_contains("the file stays");
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+    let listed = dir
+        .command("mtorrent")
+        .args(["list".as_ref(), "--catalog".as_ref(), catalog.as_os_str()])
+        .stdout();
+    assert!(listed.contains("the catalog is empty"), "{listed}");
+}
