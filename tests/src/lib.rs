@@ -27,3 +27,19 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub mod command;
 pub mod process;
 pub mod tracker_client;
+
+/// Deterministic pseudo-random bytes (SplitMix64): the same for the same seed, different for
+/// different seeds, fast enough for files of hundreds of MiB.
+pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}

@@ -1,6 +1,7 @@
 //! The `mtorrent` command: create, inspect, verify.
 
 use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::random_bytes;
 use mtorrent_shared::{Metainfo, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 
@@ -11,21 +12,6 @@ const TRACKERS: [&str; 4] = [
     "--tracker",
     "ws://127.0.0.1:7002/ws",
 ];
-
-/// Deterministic pseudo-random bytes (SplitMix64), different for each seed.
-fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
 
 /// The hash string computed independently of the project's code.
 fn expected_hash_string(data: &[u8]) -> String {

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::process::Process;
+use mtorrent_e2e::random_bytes;
 
 const TWIN_SECRET: &str = "peer-tests-twin-secret-0123";
 
@@ -43,21 +44,6 @@ impl Trackers {
             self.two.ws_url(),
         ]
     }
-}
-
-/// Random bytes from a fixed seed (SplitMix64).
-fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(size);
-    out
 }
 
 /// A seeding `mtorrent share` of `file` (in `dir/name/`), with its own catalog.
