@@ -61,6 +61,9 @@ pub struct PeerArgs {
     /// The URL other peers should dial [default: ws://<listen address>/].
     #[arg(long, env = "MTORRENT_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
+    /// Limit uploads to all peers together to this many bytes per second.
+    #[arg(long, env = "MTORRENT_MAX_UPLOAD_RATE", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub catalog: CatalogArgs,
 }

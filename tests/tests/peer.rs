@@ -209,3 +209,56 @@ fn remove_forgets_the_file_but_keeps_it() {
         .stdout();
     assert!(listed.contains("the catalog is empty"), "{listed}");
 }
+
+/// The number after `before` in `text`.
+fn number_after(text: &str, before: &str) -> u32 {
+    let start = text
+        .find(before)
+        .unwrap_or_else(|| panic!("{before:?} not in {text}"))
+        + before.len();
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_killed_download_resumes_without_fetching_verified_pieces_again() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(16 << 20, 6);
+    let pieces = 32;
+    // A slow seeder, so the download can be interrupted halfway.
+    let home = dir.join("seeder");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("data.bin"), &data).unwrap();
+    let mut args: Vec<String> = vec![
+        "share".into(),
+        home.join("data.bin").to_string_lossy().into(),
+        "-o".into(),
+        dir.join("data.bin.mtorrent").to_string_lossy().into(),
+        "--catalog".into(),
+        home.join("catalog.sqlite").to_string_lossy().into(),
+        "--max-upload-rate".into(),
+        "4000000".into(),
+    ];
+    args.extend(trackers.args());
+    let _seeder = Process::start("mtorrent", args, &dir.join("seeder.log"));
+
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let mut leecher = get_and_seed(&dir, "leecher", &mtorrent);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    leecher.kill();
+
+    let finished = get(&dir, "leecher", &mtorrent).success();
+    let already = number_after(&finished.stderr(), "data.bin: ");
+    let fetched = number_after(&finished.stdout(), "s); ");
+    assert!(
+        already > 0 && already < pieces,
+        "interrupted halfway: {already} of {pieces}"
+    );
+    assert_eq!(already + fetched, pieces, "no verified piece fetched again");
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+}

@@ -23,8 +23,14 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
     let info_hash = metainfo.info_hash();
     let torrent = match catalog.get(info_hash)? {
         Some(entry) if entry.path == path => {
-            eprintln!("resuming {}", path.display());
-            torrent_for(&catalog, &entry)?
+            let torrent = torrent_for(&catalog, &entry)?;
+            eprintln!(
+                "resuming {}: {} of {} pieces already verified on disk",
+                path.display(),
+                torrent.have().count_ones(),
+                metainfo.lengths().piece_count()
+            );
+            torrent
         }
         Some(entry) => bail!(
             "{} is already in the catalog at {} (use `mtorrent remove` first)",
@@ -60,11 +66,14 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
         save_progress_until_complete(&catalog, &torrent, &path).await?;
         reporter.abort();
         let seconds = started.elapsed().as_secs_f64();
+        let progress = *torrent.watch_progress().borrow();
         println!(
-            "downloaded {} to {} in {seconds:.1} s ({:.1} MB/s)",
+            "downloaded {} to {} in {seconds:.1} s ({:.1} MB/s); {} pieces fetched, {} failed their hash",
             human_bytes(metainfo.size()),
             path.display(),
-            metainfo.size() as f64 / seconds.max(1e-9) / 1e6
+            metainfo.size() as f64 / seconds.max(1e-9) / 1e6,
+            progress.fetched_pieces,
+            progress.failed_pieces,
         );
         if args.seed {
             eprintln!("seeding; press Ctrl-C to stop");

@@ -80,7 +80,7 @@ pub fn torrent_for(catalog: &Catalog, entry: &Entry) -> Result<Arc<Torrent>> {
 /// Starts a node on the arguments' address and says where it listens, on stdout.
 pub async fn start_node(args: &PeerArgs) -> Result<Arc<Node>> {
     use std::io::Write;
-    let node = Node::start(args.listen, args.advertise.clone()).await?;
+    let node = Node::start(args.listen, args.advertise.clone(), args.max_upload_rate).await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", node.listen_addr)?;
     stdout.flush()?;

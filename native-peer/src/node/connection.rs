@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
+use super::rate::RateLimit;
 use super::torrent::{PeerCommand, Torrent};
 
 /// The largest WebSocket message a peer may send: one peer-wire frame.
@@ -25,11 +26,13 @@ pub async fn run<S>(
     our_peer_id: PeerId,
     socket: WebSocketStream<S>,
     first: Option<Message>,
+    upload_limit: Option<Arc<RateLimit>>,
 ) -> Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut connection = Connection {
+        upload_limit,
         session: PeerSession::new(
             torrent.metainfo.lengths(),
             torrent.metainfo.info_hash(),
@@ -50,6 +53,7 @@ where
 }
 
 struct Connection {
+    upload_limit: Option<Arc<RateLimit>>,
     torrent: Arc<Torrent>,
     session: PeerSession,
     key: Option<PeerKey>,
@@ -182,6 +186,11 @@ impl Connection {
     {
         let mut sent = false;
         while let Some(message) = self.session.poll_transmit(self.torrent.now()) {
+            if let (Some(limit), Message::Piece { data, .. }) = (&self.upload_limit, &message) {
+                // Send what is queued first, so the wait does not hold back earlier messages.
+                socket.flush().await?;
+                limit.acquire(data.len()).await;
+            }
             socket.feed(WsMessage::Binary(message.to_bytes())).await?;
             sent = true;
         }

@@ -2,6 +2,7 @@
 //! the trackers name, and one [`Torrent`] per file it downloads or seeds.
 
 mod connection;
+mod rate;
 mod torrent;
 mod tracker;
 
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+pub use rate::RateLimit;
 pub use torrent::{PeerCommand, Progress, Torrent};
 
 /// A running peer.
@@ -29,13 +31,19 @@ pub struct Node {
     pub advertised_url: String,
     /// The address it listens on.
     pub listen_addr: SocketAddr,
+    upload_limit: Option<Arc<RateLimit>>,
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
 }
 
 impl Node {
     /// Binds the listener on `listen` and starts accepting peers. The advertised URL is
     /// `advertise`, or `ws://<bound address>/` if none is given.
-    pub async fn start(listen: SocketAddr, advertise: Option<String>) -> Result<Arc<Self>> {
+    /// Uploads are limited to `max_upload_rate` bytes per second in all, if given.
+    pub async fn start(
+        listen: SocketAddr,
+        advertise: Option<String>,
+        max_upload_rate: Option<u64>,
+    ) -> Result<Arc<Self>> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen for peers on {listen}"))?;
@@ -44,6 +52,7 @@ impl Node {
             peer_id: PeerId(rand_id()),
             advertised_url: advertise.unwrap_or_else(|| format!("ws://{bound}/")),
             listen_addr: bound,
+            upload_limit: max_upload_rate.map(|rate| Arc::new(RateLimit::new(rate))),
             torrents: Mutex::new(HashMap::new()),
         });
         tokio::spawn(accept_loop(node.clone(), listener));
@@ -79,12 +88,13 @@ impl Node {
     /// Connects to the peer at `url` for `torrent`, in the background.
     pub fn dial(self: &Arc<Self>, torrent: Arc<Torrent>, url: String) {
         let peer_id = self.peer_id;
+        let limit = self.upload_limit.clone();
         tokio::spawn(async move {
             let connect =
                 tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
             match tokio::time::timeout(Duration::from_secs(10), connect).await {
                 Ok(Ok((socket, _))) => {
-                    if let Err(e) = connection::run(torrent, peer_id, socket, None).await {
+                    if let Err(e) = connection::run(torrent, peer_id, socket, None, limit).await {
                         tracing::debug!("connection to {url} ended: {e:#}");
                     }
                 }
@@ -131,7 +141,14 @@ async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Resul
     let torrent = node
         .torrent(handshake.info_hash)
         .with_context(|| format!("not sharing {}", handshake.info_hash))?;
-    connection::run(torrent, node.peer_id, socket, Some(message)).await
+    connection::run(
+        torrent,
+        node.peer_id,
+        socket,
+        Some(message),
+        node.upload_limit.clone(),
+    )
+    .await
 }
 
 fn rand_id() -> [u8; 20] {

@@ -37,6 +37,8 @@ pub struct Progress {
     pub bytes: u64,
     /// Connected peers.
     pub peers: usize,
+    /// Pieces received and verified since this torrent started (not those already on disk).
+    pub fetched_pieces: u32,
     /// Pieces that failed their hash.
     pub failed_pieces: u64,
     /// Blocks received that were already there (endgame duplicates).
@@ -62,6 +64,7 @@ struct Inner {
     peers: HashMap<PeerKey, Peer>,
     next_key: u64,
     bytes_have: u64,
+    fetched_pieces: u32,
     failed_pieces: u64,
     duplicate_blocks: u64,
 }
@@ -88,6 +91,7 @@ impl Torrent {
             pieces: have.count_ones(),
             bytes: bytes_of(&metainfo, &have),
             peers: 0,
+            fetched_pieces: 0,
             failed_pieces: 0,
             duplicate_blocks: 0,
         };
@@ -101,6 +105,7 @@ impl Torrent {
                 peers: HashMap::new(),
                 next_key: 1,
                 bytes_have: progress.bytes,
+                fetched_pieces: 0,
                 failed_pieces: 0,
                 duplicate_blocks: 0,
             }),
@@ -267,6 +272,7 @@ impl Torrent {
             let _ = scheduler.handle_hash_ok(piece);
             inner.have.set(piece);
             inner.bytes_have += u64::from(self.metainfo.lengths().piece_length(piece));
+            inner.fetched_pieces += 1;
             for peer in inner.peers.values() {
                 let _ = peer.commands.send(PeerCommand::Have(piece));
             }
@@ -322,6 +328,7 @@ impl Torrent {
             pieces: inner.have.count_ones(),
             bytes: inner.bytes_have,
             peers: inner.peers.len(),
+            fetched_pieces: inner.fetched_pieces,
             failed_pieces: inner.failed_pieces,
             duplicate_blocks: inner.duplicate_blocks,
         };
