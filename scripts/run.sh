@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up what is missing, builds mtorrent in release and runs the system: tracker 1 and
-# tracker 2, twins of each other, each serving the web page. Ctrl-C stops everything.
+# tracker 2, twins of each other, each serving the web page, and a native peer seeding the
+# catalog in the state directory. Ctrl-C stops everything.
 #
-# Environment: MTORRENT_PORT_1 / MTORRENT_PORT_2 (default 7001 / 7002), MTORRENT_HOST (default
+# Environment: MTORRENT_PORT_1 / MTORRENT_PORT_2 (default 7001 / 7002), MTORRENT_PEER_PORT
+# (default 7003), MTORRENT_HOST (default
 # 127.0.0.1), MTORRENT_STATE (default ${XDG_STATE_HOME:-~/.local/state}/mtorrent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ cd "$(dirname "$0")/.."
 host=${MTORRENT_HOST:-127.0.0.1}
 port1=${MTORRENT_PORT_1:-7001}
 port2=${MTORRENT_PORT_2:-7002}
+peer_port=${MTORRENT_PEER_PORT:-7003}
 state=${MTORRENT_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/mtorrent}
 
 bash scripts/setup.sh >/dev/null
@@ -50,12 +53,18 @@ start_tracker() { # number, port, twin port
 start_tracker 1 "$port1" "$port2"
 start_tracker 2 "$port2" "$port1"
 
+export MTORRENT_CATALOG="$state/catalog.sqlite"
+./target/release/mtorrent seed --listen "$host:$peer_port" >"$state/logs/peer.out" 2>"$state/logs/peer.log" &
+pids+=($!)
+
 cat <<MSG
 mtorrent is running:
   tracker 1   ws://$host:$port1/ws   page: http://$host:$port1/   stats: http://$host:$port1/stats
   tracker 2   ws://$host:$port2/ws   page: http://$host:$port2/   stats: http://$host:$port2/stats
+  native peer ws://$host:$peer_port/   seeding the catalog $state/catalog.sqlite
   state and logs in $state
-Share a file:  ./target/release/mtorrent create FILE --tracker ws://$host:$port1/ws --tracker ws://$host:$port2/ws
+Share a file:     MTORRENT_CATALOG=$state/catalog.sqlite ./target/release/mtorrent share FILE --tracker ws://$host:$port1/ws --tracker ws://$host:$port2/ws
+Download a file:  ./target/release/mtorrent get FILE.mtorrent DIRECTORY
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}"
