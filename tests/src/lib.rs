@@ -24,6 +24,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+pub mod bad_peer;
 pub mod command;
 pub mod process;
 pub mod tracker_client;

@@ -48,6 +48,18 @@ impl Trackers {
 
 /// A seeding `mtorrent share` of `file` (in `dir/name/`), with its own catalog.
 fn share(dir: &Dir, name: &str, file: &str, data: &[u8], trackers: &Trackers) -> Process {
+    share_with(dir, name, file, data, trackers, &[])
+}
+
+/// [`share`] with extra arguments.
+fn share_with(
+    dir: &Dir,
+    name: &str,
+    file: &str,
+    data: &[u8],
+    trackers: &Trackers,
+    extra: &[&str],
+) -> Process {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(file), data).unwrap();
@@ -62,6 +74,7 @@ fn share(dir: &Dir, name: &str, file: &str, data: &[u8], trackers: &Trackers) ->
         home.join("catalog.sqlite").to_string_lossy().into_owned(),
     ];
     args.extend(trackers.args());
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
     Process::start("mtorrent", args, &dir.join(format!("{name}.log")))
 }
 
@@ -261,4 +274,54 @@ fn a_killed_download_resumes_without_fetching_verified_pieces_again() {
     );
     assert_eq!(already + fetched, pieces, "no verified piece fetched again");
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_from_a_corrupt_peer_are_refetched_from_an_honest_one() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(6 << 20, 7);
+    // The honest seeder is slow, so the leecher surely asks the corrupt peer too.
+    let _seeder = share_with(
+        &dir,
+        "seeder",
+        "data.bin",
+        &data,
+        &trackers,
+        &["--max-upload-rate", "4000000"],
+    );
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let metainfo =
+        mtorrent_shared::Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
+    let (_corrupt, _registration) =
+        mtorrent_e2e::bad_peer::CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;
+    let finished = tokio::task::spawn_blocking({
+        let home = dir.join("leecher");
+        let mtorrent = mtorrent.clone();
+        move || {
+            std::fs::create_dir_all(&home).unwrap();
+            let mut command = std::process::Command::new(mtorrent_e2e::bin_path("mtorrent"));
+            command
+                .arg("get")
+                .arg(&mtorrent)
+                .arg(&home)
+                .arg("--catalog")
+                .arg(home.join("catalog.sqlite"));
+            command.output().unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&finished.stdout);
+    assert!(
+        finished.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+    let failed = number_after(&stdout, "pieces fetched, ");
+    assert!(
+        failed > 0,
+        "the corrupt peer was asked for something: {stdout}"
+    );
 }

@@ -232,31 +232,29 @@ impl Torrent {
 
     /// Stores a received block; when it completes a piece, verifies the piece and, if it is
     /// good, announces it to every peer. Returns an error only for disk failures.
-    pub fn block_received(
-        &self,
-        key: PeerKey,
-        block: BlockRef,
-        data: &Bytes,
-    ) -> std::io::Result<()> {
+    ///
+    /// The block is written while the lock is held: otherwise another connection could report
+    /// the piece's last block, and hash the piece, before this block reached the disk.
+    pub fn block_received(&self, key: PeerKey, block: BlockRef, data: &Bytes) -> std::io::Result<()> {
         let outcome = {
             let mut inner = self.lock();
             let Some(scheduler) = inner.scheduler.as_mut() else {
                 return Ok(());
             };
             let outcome = scheduler.handle_block_received(key, block);
-            if outcome == BlockOutcome::Duplicate {
-                inner.duplicate_blocks += 1;
+            match outcome {
+                BlockOutcome::Stored | BlockOutcome::PieceComplete(_) => {
+                    self.storage.write_block(block, data)?;
+                }
+                BlockOutcome::Duplicate => inner.duplicate_blocks += 1,
+                BlockOutcome::Unrequested => {}
             }
             Self::route_events(&mut inner);
             outcome
         };
         match outcome {
-            BlockOutcome::Stored => self.storage.write_block(block, data),
-            BlockOutcome::PieceComplete(piece) => {
-                self.storage.write_block(block, data)?;
-                self.verify_piece(piece)
-            }
-            BlockOutcome::Duplicate | BlockOutcome::Unrequested => Ok(()),
+            BlockOutcome::PieceComplete(piece) => self.verify_piece(piece),
+            _ => Ok(()),
         }
     }
 

@@ -1,0 +1,101 @@
+//! A peer for tests that serves corrupt data: built on the same `shared` session as the real
+//! peer, it answers every request with the right block's size but flipped bytes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use mtorrent_shared::tracker::{Announce, AnnounceEvent, PeerAddress, ToTracker};
+use mtorrent_shared::wire::Message;
+use mtorrent_shared::{Bitfield, Metainfo, PeerId, PeerSession, SessionConfig, SessionEvent};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::tracker_client::TrackerClient;
+
+/// A running corrupt peer; it stops when dropped.
+#[derive(Debug)]
+pub struct CorruptPeer {
+    task: tokio::task::JoinHandle<()>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for CorruptPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CorruptPeer {
+    /// Starts it, claiming every piece of `metainfo`, and announces it at `tracker`.
+    pub async fn start(metainfo: Metainfo, tracker: &str) -> (Self, TrackerClient) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer_id = PeerId([0xBA; 20]);
+        let serving = metainfo.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let metainfo = serving.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, metainfo, peer_id).await;
+                });
+            }
+        });
+        let mut client = TrackerClient::connect(tracker).await;
+        client
+            .request(&ToTracker::Announce(Announce {
+                info_hash: metainfo.info_hash(),
+                peer_id,
+                event: AnnounceEvent::Started,
+                address: PeerAddress::Native {
+                    url: format!("ws://{addr}/"),
+                },
+                left: 0,
+                numwant: 0,
+                metainfo: None,
+            }))
+            .await;
+        (Self { task, addr }, client)
+    }
+}
+
+async fn serve(
+    stream: tokio::net::TcpStream,
+    metainfo: Metainfo,
+    peer_id: PeerId,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut socket = tokio_tungstenite::accept_async(stream).await?;
+    let started = Instant::now();
+    let lengths = metainfo.lengths();
+    let mut session = PeerSession::new(
+        lengths,
+        metainfo.info_hash(),
+        peer_id,
+        Bitfield::full(lengths.piece_count()),
+        SessionConfig::default(),
+        Duration::ZERO,
+    );
+    loop {
+        while let Some(event) = session.poll_event() {
+            match event {
+                SessionEvent::Interested(interested) => session.set_choking(!interested),
+                SessionEvent::BlockRequested(block) => {
+                    let garbage = vec![0x5A; block.length as usize];
+                    session.send_piece(block, garbage.into());
+                }
+                _ => {}
+            }
+        }
+        while let Some(message) = session.poll_transmit(started.elapsed()) {
+            socket.send(WsMessage::Binary(message.to_bytes())).await?;
+        }
+        match socket.next().await {
+            Some(Ok(WsMessage::Binary(bytes))) => {
+                session.handle_message(started.elapsed(), Message::decode_frame(bytes)?)?;
+            }
+            Some(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+    }
+}
