@@ -235,7 +235,12 @@ impl Torrent {
     ///
     /// The block is written while the lock is held: otherwise another connection could report
     /// the piece's last block, and hash the piece, before this block reached the disk.
-    pub fn block_received(&self, key: PeerKey, block: BlockRef, data: &Bytes) -> std::io::Result<()> {
+    pub fn block_received(
+        &self,
+        key: PeerKey,
+        block: BlockRef,
+        data: &Bytes,
+    ) -> std::io::Result<()> {
         let outcome = {
             let mut inner = self.lock();
             let Some(scheduler) = inner.scheduler.as_mut() else {
