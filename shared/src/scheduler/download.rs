@@ -21,6 +21,8 @@ pub(super) struct Download {
     pub(super) received: u32,
     /// Its key in the scheduler's list of open pieces, while it is in that list.
     pub(super) open_seq: Option<u64>,
+    /// The peer on parole that downloads this piece alone, so that a failure is its own.
+    pub(super) owner: Option<PeerKey>,
 }
 
 impl Download {
@@ -35,6 +37,7 @@ impl Download {
             unrequested: block_count,
             received: 0,
             open_seq: None,
+            owner: None,
         }
     }
 
@@ -45,6 +48,11 @@ impl Download {
     /// Nothing received and nothing requested: as if never started.
     pub(super) fn is_untouched(&self) -> bool {
         self.unrequested as usize == self.blocks.len()
+    }
+
+    /// No block is requested from anyone.
+    pub(super) fn is_idle(&self) -> bool {
+        (self.unrequested + self.received) as usize == self.blocks.len()
     }
 
     /// The first block that is missing and requested from nobody.

@@ -58,6 +58,9 @@ impl Scheduler {
                 .count();
             assert_eq!(download.received as usize, received, "4: {piece}");
             assert_eq!(download.unrequested as usize, unrequested, "4: {piece}");
+            if let Some(owner) = download.owner {
+                assert!(self.is_on_parole(owner), "15: {piece} owned by {owner}");
+            }
             let awaiting = self.states[piece as usize] == PieceState::AwaitingHash;
             assert_eq!(awaiting, received == blocks, "4: {piece}");
             assert!(awaiting || unrequested < blocks, "5: {piece} is untouched");
@@ -78,6 +81,9 @@ impl Scheduler {
             for (block, state) in download.blocks.iter().enumerate() {
                 if let Block::Missing { requesters } = state {
                     assert!(requesters.len() <= limit, "8: {piece}/{block}");
+                    if let Some(owner) = download.owner {
+                        assert!(requesters.iter().all(|&r| r == owner), "15: {piece}");
+                    }
                     let unique: BTreeSet<&PeerKey> = requesters.iter().collect();
                     assert_eq!(unique.len(), requesters.len(), "8: {piece}/{block}");
                     for &peer in requesters {

@@ -166,9 +166,15 @@ impl Scheduler {
         self.peers.get(&peer).is_some_and(|p| p.needed > 0)
     }
 
-    /// How many pieces that failed their hash check `peer` contributed to.
+    /// How many pieces that `peer` alone sent failed their hash check.
     pub fn strikes(&self, peer: PeerKey) -> u32 {
         self.peers.get(&peer).map_or(0, |p| p.strikes)
+    }
+
+    /// Whether `peer` is on parole: it shared a piece that failed its hash check, and until a
+    /// piece it downloads alone passes, it only downloads whole pieces by itself.
+    pub fn is_on_parole(&self, peer: PeerKey) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.on_parole)
     }
 
     /// How many of `peer`'s requests timed out.
@@ -303,35 +309,41 @@ impl Scheduler {
     }
 
     /// The driver verified a completed piece: it becomes [`PieceState::Have`]. The driver then
-    /// announces it to its peers.
+    /// announces it to its peers. A peer on parole that sent the whole piece is cleared.
     pub fn handle_hash_ok(&mut self, piece: ValidPieceIndex) -> Result<(), SchedulerError> {
+        let contributors = self.contributors_awaiting_hash(piece.get());
         let piece = self.take_awaiting_hash(piece)?;
         self.missing -= 1;
         self.mark_have(piece);
         for state in self.peers.values_mut() {
             state.needed -= u32::from(state.has.bit(piece));
         }
+        if let [peer] = contributors[..] {
+            self.end_parole(peer);
+        }
         Ok(())
     }
 
-    /// A completed piece failed its hash check: it is queued again, and every peer that sent a
-    /// block of it gets a strike. Peers reaching the limit are banned ([`Event::Ban`]).
+    /// A completed piece failed its hash check: it is queued again. A peer that sent the whole
+    /// piece gets a strike, and is banned at the limit ([`Event::Ban`]); when several peers
+    /// sent blocks of it, the culprit is unknown, so none is struck but each is put on parole:
+    /// it then downloads whole pieces alone until one passes.
     pub fn handle_hash_failed(&mut self, piece: ValidPieceIndex) -> Result<(), SchedulerError> {
         let index = piece.get();
-        let contributors = self
-            .downloads
-            .get(&index)
-            .filter(|_| self.states[index as usize] == PieceState::AwaitingHash)
-            .map(Download::contributors);
+        let contributors = self.contributors_awaiting_hash(index);
         self.take_awaiting_hash(piece)?;
         self.enqueue(index);
-        for peer in contributors.into_iter().flatten() {
+        let single = contributors.len() == 1;
+        for peer in contributors {
             let Some(state) = self.peers.get_mut(&peer) else {
                 continue;
             };
-            state.strikes += 1;
-            if state.strikes >= self.config.max_hash_failures {
-                self.ban(peer);
+            state.on_parole = true;
+            if single {
+                state.strikes += 1;
+                if state.strikes >= self.config.max_hash_failures {
+                    self.ban(peer);
+                }
             }
         }
         Ok(())
@@ -364,6 +376,7 @@ impl Scheduler {
             let state = self.peers.get_mut(&peer).expect("requests belong to peers");
             state.timeouts += 1;
             state.snubbed = true;
+            self.disown(peer);
             let block = self.block_ref(key);
             self.events.push_back(Event::Cancel { peer, block });
         }

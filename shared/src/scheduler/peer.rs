@@ -32,8 +32,12 @@ pub(super) struct Peer {
     pub(super) floor: Floor,
     /// How many pieces it has that we still need (queued, in flight, awaiting hash).
     pub(super) needed: u32,
-    /// How many pieces it contributed to failed their hash check.
+    /// How many pieces it alone sent failed their hash check.
     pub(super) strikes: u32,
+    /// Set when a piece it shared with other peers failed its hash check, cleared when a piece
+    /// it downloaded alone passes: on parole, a peer only downloads whole pieces by itself, so
+    /// the next failure is known to be its own.
+    pub(super) on_parole: bool,
     /// How many of its requests timed out.
     pub(super) timeouts: u32,
 }
@@ -49,6 +53,7 @@ impl Peer {
             floor: Floor::default(),
             needed: 0,
             strikes: 0,
+            on_parole: false,
             timeouts: 0,
         }
     }

@@ -274,35 +274,77 @@ fn unrequested_blocks_are_reported() {
 }
 
 #[test]
-fn a_failed_hash_requeues_and_strikes_then_bans() {
+fn a_failed_piece_from_several_peers_puts_them_on_parole_without_strikes() {
     // Four requests per peer: A and B each get half of the piece's eight blocks.
-    let mut s = new_scheduler(1, BLOCKS_PER_PIECE / 2, 0);
+    let mut s = new_scheduler(3, BLOCKS_PER_PIECE / 2, 0);
+    add(&mut s, A, Bitfield::full(3));
+    add(&mut s, B, Bitfield::full(3));
+    let (a, b) = (fill(&mut s, A, T0), fill(&mut s, B, T0));
+    assert_eq!(a[0].piece, b[0].piece, "both work on the same piece");
+    let _ = deliver(&mut s, A, &a);
+    let p = a[0].piece;
+    assert_eq!(deliver(&mut s, B, &b), BlockOutcome::PieceComplete(p));
+    s.handle_hash_failed(p).unwrap();
+    s.check_invariants();
+    assert_eq!(s.piece_state(p), PieceState::Queued);
+    assert_eq!(
+        (s.strikes(A), s.strikes(B)),
+        (0, 0),
+        "the culprit is unknown"
+    );
+    assert!(s.is_on_parole(A) && s.is_on_parole(B));
+    assert_eq!(events(&mut s), []);
+    // On parole, each downloads a piece of its own: no piece is shared between them.
+    let (a, b) = (fill(&mut s, A, T0), fill(&mut s, B, T0));
+    let pieces_of = |blocks: &[BlockRef]| -> BTreeSet<u32> {
+        blocks.iter().map(|block| block.piece.get()).collect()
+    };
+    assert!(!a.is_empty() && !b.is_empty());
+    assert!(pieces_of(&a).is_disjoint(&pieces_of(&b)), "{a:?} {b:?}");
+}
+
+#[test]
+fn a_peer_on_parole_is_cleared_by_a_good_piece_of_its_own() {
+    let mut s = new_scheduler(3, BLOCKS_PER_PIECE / 2, 0);
+    add(&mut s, A, Bitfield::full(3));
+    add(&mut s, B, Bitfield::full(3));
+    let (a, b) = (fill(&mut s, A, T0), fill(&mut s, B, T0));
+    let _ = deliver(&mut s, A, &a);
+    let failed = a[0].piece;
+    assert_eq!(deliver(&mut s, B, &b), BlockOutcome::PieceComplete(failed));
+    s.handle_hash_failed(failed).unwrap();
+    s.handle_peer_removed(B);
+    // A downloads a whole piece alone, in two rounds of four requests.
+    let first = fill(&mut s, A, T0);
+    assert_eq!(deliver(&mut s, A, &first), BlockOutcome::Stored);
+    assert!(s.is_on_parole(A));
+    let second = fill(&mut s, A, T0);
+    let p = first[0].piece;
+    assert!(first.iter().chain(&second).all(|block| block.piece == p));
+    assert_eq!(deliver(&mut s, A, &second), BlockOutcome::PieceComplete(p));
+    s.handle_hash_ok(p).unwrap();
+    s.check_invariants();
+    assert!(!s.is_on_parole(A));
+    assert_eq!(s.strikes(A), 0);
+}
+
+#[test]
+fn a_peer_whose_own_pieces_fail_is_struck_then_banned() {
+    let mut s = new_scheduler(1, BLOCKS_PER_PIECE, 0);
     add(&mut s, A, Bitfield::full(1));
-    add(&mut s, B, Bitfield::full(1));
-    for round in 1..=2 {
+    for strike in 1..=2 {
         let a = fill(&mut s, A, T0);
-        let b = fill(&mut s, B, T0);
-        assert!(!a.is_empty() && !b.is_empty(), "both contribute");
-        let _ = deliver(&mut s, A, &a);
-        let outcome = deliver(&mut s, B, &b);
         let p = piece(&s, 0);
-        assert_eq!(outcome, BlockOutcome::PieceComplete(p));
+        assert_eq!(deliver(&mut s, A, &a), BlockOutcome::PieceComplete(p));
         s.handle_hash_failed(p).unwrap();
         s.check_invariants();
         assert_eq!(s.piece_state(p), PieceState::Queued);
-        if round == 1 {
-            assert_eq!((s.strikes(A), s.strikes(B)), (1, 1));
+        if strike == 1 {
+            assert_eq!(s.strikes(A), 1);
             assert_eq!(events(&mut s), []);
         }
     }
-    let banned: BTreeSet<PeerKey> = events(&mut s)
-        .into_iter()
-        .map(|e| match e {
-            Event::Ban { peer } => peer,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
-    assert_eq!(banned, BTreeSet::from([A, B]));
+    assert_eq!(events(&mut s), [Event::Ban { peer: A }]);
     assert!(s.is_banned(A));
     assert_eq!(s.availability(piece(&s, 0)), 0);
     assert_eq!(

@@ -56,6 +56,7 @@ impl Scheduler {
 
     /// Records that `key` was just requested from `peer`.
     pub(super) fn record_request(&mut self, peer: PeerKey, key: BlockKey, now: Duration) {
+        let on_parole = self.peers[&peer].on_parole;
         let download = self.downloads.get_mut(&key.piece).expect("in flight");
         let Block::Missing { requesters } = &mut download.blocks[key.block as usize] else {
             unreachable!("a received block is never picked");
@@ -63,6 +64,9 @@ impl Scheduler {
         requesters.push(peer);
         if requesters.len() == 1 {
             download.unrequested -= 1;
+        }
+        if on_parole {
+            download.owner = Some(peer);
         }
         self.update_open(key.piece);
         let deadline = now
@@ -96,8 +100,10 @@ impl Scheduler {
         }
     }
 
-    /// Releases every outstanding request of `peer`.
+    /// Releases every outstanding request of `peer`, and the pieces it owns on parole, which
+    /// other peers may then finish.
     pub(super) fn release_all(&mut self, peer: PeerKey) {
+        self.disown(peer);
         let Some(state) = self.peers.get(&peer) else {
             return;
         };
@@ -131,6 +137,32 @@ impl Scheduler {
         state.queued -= u32::from(piece_state == PieceState::Queued);
         state.needed -= u32::from(is_needed(piece_state));
         self.queue.decrement(piece, &mut self.rng);
+    }
+
+    /// Opens the pieces `peer` owns on parole to every peer (it stalled, choked or left).
+    pub(super) fn disown(&mut self, peer: PeerKey) {
+        for download in self.downloads.values_mut() {
+            if download.owner == Some(peer) {
+                download.owner = None;
+            }
+        }
+    }
+
+    /// Ends `peer`'s parole: a piece it sent alone passed.
+    pub(super) fn end_parole(&mut self, peer: PeerKey) {
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.on_parole = false;
+            self.disown(peer);
+        }
+    }
+
+    /// The peers that sent a block of `piece`, if it is awaiting its hash check.
+    pub(super) fn contributors_awaiting_hash(&self, piece: u32) -> Vec<PeerKey> {
+        self.downloads
+            .get(&piece)
+            .filter(|_| self.states[piece as usize] == PieceState::AwaitingHash)
+            .map(Download::contributors)
+            .unwrap_or_default()
     }
 
     /// Forgets a peer for good and tells the driver to disconnect it.
