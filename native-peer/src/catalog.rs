@@ -67,12 +67,16 @@ pub struct FileStamp {
 impl FileStamp {
     /// The stamp of the file at `path` now.
     pub fn of(path: &Path) -> std::io::Result<Self> {
+        Ok(Self::from_metadata(&std::fs::metadata(path)?))
+    }
+
+    /// The stamp in a file's metadata.
+    pub fn from_metadata(metadata: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
-        let metadata = std::fs::metadata(path)?;
-        Ok(Self {
+        Self {
             size: metadata.len(),
             mtime_ns: metadata.mtime() * 1_000_000_000 + metadata.mtime_nsec(),
-        })
+        }
     }
 }
 
@@ -257,6 +261,14 @@ impl Catalog {
             .prepare(&format!("{SELECT} ORDER BY rowid"))?;
         let rows = statement.query_map([], RawEntry::from_row)?;
         rows.map(|row| row?.into_entry()).collect()
+    }
+
+    /// A number that changes whenever another connection commits a change to the catalog
+    /// (SQLite's `data_version`): a cheap way to notice other processes' changes.
+    pub fn data_version(&self) -> Result<i64, CatalogError> {
+        Ok(self
+            .connection
+            .pragma_query_value(None, "data_version", |row| row.get(0))?)
     }
 
     /// Removes a file's entry; returns whether it was there. The file itself is untouched.

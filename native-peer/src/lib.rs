@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod hashing;
+pub mod locks;
 pub mod node;
 pub mod sha1_x2;
 pub mod storage;

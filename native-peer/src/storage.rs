@@ -8,11 +8,14 @@ use std::path::Path;
 
 use mtorrent_shared::{BlockRef, Lengths, ValidPieceIndex};
 
+use crate::catalog::FileStamp;
+
 /// One file on disk, of the size its `.mtorrent` says.
 #[derive(Debug)]
 pub struct Storage {
     file: File,
     lengths: Lengths,
+    writable: bool,
 }
 
 impl Storage {
@@ -25,7 +28,11 @@ impl Storage {
             .create_new(true)
             .open(path)?;
         file.set_len(lengths.total())?;
-        Ok(Self { file, lengths })
+        Ok(Self {
+            file,
+            lengths,
+            writable: true,
+        })
     }
 
     /// Opens an existing file: for writing to resume a download, or read-only to serve it. Its
@@ -43,7 +50,21 @@ impl Storage {
                 ),
             ));
         }
-        Ok(Self { file, lengths })
+        Ok(Self {
+            file,
+            lengths,
+            writable,
+        })
+    }
+
+    /// Whether blocks may be written (a download), or only read (a file served as it is).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The open file's size and modification time now.
+    pub fn stamp(&self) -> io::Result<FileStamp> {
+        Ok(FileStamp::from_metadata(&self.file.metadata()?))
     }
 
     /// The file's piece arithmetic.

@@ -115,7 +115,7 @@ impl Lengths {
     /// one whole block of it.
     pub fn validate_block(&self, piece: u32, offset: u32, length: u32) -> Option<BlockRef> {
         let piece = self.validate_piece_index(piece)?;
-        if offset % BLOCK_SIZE != 0 {
+        if !offset.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         self.block(piece, offset / BLOCK_SIZE)

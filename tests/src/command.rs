@@ -68,6 +68,9 @@ impl Default for Dir {
     }
 }
 
+/// How long a command may run before the test gives up on it.
+pub const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// A command under test.
 #[derive(Debug)]
 pub struct TestCommand {
@@ -91,11 +94,51 @@ impl TestCommand {
         self
     }
 
-    /// Runs the command to completion.
+    /// Runs the command to completion; a command still running after [`COMMAND_TIMEOUT`] is
+    /// killed and the test fails, so that no test hangs.
     pub fn run(&mut self) -> Finished {
-        let output = self.cmd.output().expect("the command starts");
+        use std::io::Read;
+        use std::process::Stdio;
+        let description = format!("{:?} in {:?}", self.cmd, self.cmd.get_current_dir());
+        let mut child = self
+            .cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the command starts");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped")));
+        let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the command can be waited for") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = stderr.join().unwrap_or_default();
+                panic!(
+                    "{description} still ran after {COMMAND_TIMEOUT:?}; stderr:\n{}",
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let output = std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        };
         Finished {
-            description: format!("{:?} in {:?}", self.cmd, self.cmd.get_current_dir()),
+            description,
             output,
         }
     }

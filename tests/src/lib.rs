@@ -27,6 +27,7 @@ pub fn bin_path(name: &str) -> PathBuf {
 pub mod bad_peer;
 pub mod command;
 pub mod process;
+pub mod swarm;
 pub mod tracker_client;
 
 /// Deterministic pseudo-random bytes (SplitMix64): the same for the same seed, different for

@@ -1,125 +1,11 @@
 //! The native peer: share, get from several peers, the catalog, failover.
 
-use std::path::Path;
-
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::random_bytes;
-
-const TWIN_SECRET: &str = "peer-tests-twin-secret-0123";
-
-struct Trackers {
-    one: Process,
-    two: Process,
-}
-
-impl Trackers {
-    fn start(dir: &Dir) -> Self {
-        let one = Process::start(
-            "mtorrent-tracker",
-            ["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET],
-            &dir.join("tracker-1.log"),
-        );
-        let twin = one.ws_url();
-        let two = Process::start(
-            "mtorrent-tracker",
-            [
-                "--listen",
-                "127.0.0.1:0",
-                "--twin-secret",
-                TWIN_SECRET,
-                "--twin",
-                &twin,
-            ],
-            &dir.join("tracker-2.log"),
-        );
-        Self { one, two }
-    }
-
-    fn args(&self) -> Vec<String> {
-        vec![
-            "--tracker".into(),
-            self.one.ws_url(),
-            "--tracker".into(),
-            self.two.ws_url(),
-        ]
-    }
-}
-
-/// A seeding `mtorrent share` of `file` (in `dir/name/`), with its own catalog.
-fn share(dir: &Dir, name: &str, file: &str, data: &[u8], trackers: &Trackers) -> Process {
-    share_with(dir, name, file, data, trackers, &[])
-}
-
-/// [`share`] with extra arguments.
-fn share_with(
-    dir: &Dir,
-    name: &str,
-    file: &str,
-    data: &[u8],
-    trackers: &Trackers,
-    extra: &[&str],
-) -> Process {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join(file), data).unwrap();
-    let mut args = vec![
-        "share".to_owned(),
-        home.join(file).to_string_lossy().into_owned(),
-        "-o".into(),
-        dir.join(format!("{file}.mtorrent"))
-            .to_string_lossy()
-            .into_owned(),
-        "--catalog".into(),
-        home.join("catalog.sqlite").to_string_lossy().into_owned(),
-    ];
-    args.extend(trackers.args());
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    Process::start("mtorrent", args, &dir.join(format!("{name}.log")))
-}
-
-/// `mtorrent get --seed` into `dir/name/`, kept running as a seeder once complete.
-fn get_and_seed(dir: &Dir, name: &str, mtorrent: &Path) -> Process {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    Process::start(
-        "mtorrent",
-        [
-            "get".to_owned(),
-            mtorrent.to_string_lossy().into_owned(),
-            home.to_string_lossy().into_owned(),
-            "--seed".into(),
-            "--catalog".into(),
-            home.join("catalog.sqlite").to_string_lossy().into_owned(),
-        ],
-        &dir.join(format!("{name}.log")),
-    )
-}
-
-fn get(dir: &Dir, name: &str, mtorrent: &Path) -> mtorrent_e2e::command::Finished {
-    let home = dir.join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    dir.command("mtorrent")
-        .args(["get".as_ref(), mtorrent.as_os_str(), home.as_os_str()])
-        .args([
-            "--catalog".as_ref(),
-            home.join("catalog.sqlite").as_os_str(),
-        ])
-        .run()
-}
-
-fn wait_until_file_equals(path: &Path, data: &[u8]) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read(path).ok().as_deref() != Some(data) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} never completed",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
+use mtorrent_e2e::swarm::{
+    get, get_and_seed, number_after, share, share_with, wait_until_file_equals, Trackers,
+};
 #[test]
 fn a_leecher_downloads_an_identical_file_from_one_seeder() {
     let dir = Dir::new();
@@ -223,20 +109,6 @@ fn remove_forgets_the_file_but_keeps_it() {
     assert!(listed.contains("the catalog is empty"), "{listed}");
 }
 
-/// The number after `before` in `text`.
-fn number_after(text: &str, before: &str) -> u32 {
-    let start = text
-        .find(before)
-        .unwrap_or_else(|| panic!("{before:?} not in {text}"))
-        + before.len();
-    text[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_killed_download_resumes_without_fetching_verified_pieces_again() {
     let dir = Dir::new();
@@ -324,4 +196,54 @@ async fn pieces_from_a_corrupt_peer_are_refetched_from_an_honest_one() {
         failed > 0,
         "the corrupt peer was asked for something: {stdout}"
     );
+}
+
+#[test]
+fn a_download_completes_when_a_seeder_is_killed_midway() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(16 << 20, 8);
+    let slow = ["--max-upload-rate", "3000000"];
+    let _steady = share_with(&dir, "steady", "data.bin", &data, &trackers, &slow);
+    let mut doomed = share_with(&dir, "doomed", "data.bin", &data, &trackers, &slow);
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let mut leecher = get_and_seed(&dir, "leecher", &mtorrent);
+    // Both seeders serve it for a while; then one dies with requests outstanding.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    doomed.kill();
+    wait_until_file_equals(&dir.join("leecher/data.bin"), &data);
+    leecher.kill();
+    let log = leecher.log();
+    assert!(!log.contains("error"), "{log}");
+}
+
+#[test]
+fn two_leechers_trade_pieces_while_a_seeder_serves_both() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(12 << 20, 9);
+    // The seeder is slow: the leechers get the file sooner by trading what they have.
+    let _seeder = share_with(
+        &dir,
+        "seeder",
+        "data.bin",
+        &data,
+        &trackers,
+        &["--max-upload-rate", "2000000"],
+    );
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let (one, two) = std::thread::scope(|scope| {
+        let one = scope.spawn(|| get(&dir, "one", &mtorrent));
+        let two = scope.spawn(|| get(&dir, "two", &mtorrent));
+        (one.join().unwrap(), two.join().unwrap())
+    });
+    for (name, finished) in [("one", one), ("two", two)] {
+        let finished = finished.success();
+        assert_eq!(
+            std::fs::read(dir.join(name).join("data.bin")).unwrap(),
+            data
+        );
+        let uploaded = number_after(&finished.stdout(), "uploaded ");
+        assert!(uploaded > 0, "{name} uploaded nothing: {finished}");
+    }
 }

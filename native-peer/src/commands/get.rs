@@ -1,37 +1,37 @@
 //! `mtorrent get`: download a file from its peers, resuming if it was interrupted.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use mtorrent_native_peer::catalog::{Entry, EntryState};
+use mtorrent_native_peer::catalog::{Catalog, Entry, EntryState};
+use mtorrent_native_peer::locks::{Lock, Locks};
 use mtorrent_native_peer::node::Torrent;
 use mtorrent_native_peer::storage::Storage;
-use mtorrent_shared::Bitfield;
+use mtorrent_shared::{Bitfield, InfoHash};
 
 use super::human_bytes;
-use super::peer::{open_catalog, save_progress_until_complete, start_node, torrent_for};
+use super::peer::{open_catalog, start_node};
+use super::supervisor::Supervisor;
 use crate::cli::GetArgs;
 use crate::output::read_metainfo;
 
 pub fn run(args: GetArgs) -> Result<ExitCode> {
     let metainfo = read_metainfo(&args.mtorrent)?;
     let path = destination(&args, metainfo.name())?;
-    let mut catalog = open_catalog(&args.peer.catalog)?;
+    let (mut catalog, locks) = open_catalog(&args.peer.catalog)?;
     let info_hash = metainfo.info_hash();
-    let torrent = match catalog.get(info_hash)? {
-        Some(entry) if entry.path == path => {
-            let torrent = torrent_for(&catalog, &entry)?;
-            eprintln!(
-                "resuming {}: {} of {} pieces already verified on disk",
-                path.display(),
-                torrent.have().count_ones(),
-                metainfo.lengths().piece_count()
-            );
-            torrent
-        }
+    let lock = match locks.entry(info_hash)? {
+        Some(lock) => lock,
+        None => match follow(&catalog, &locks, info_hash, &path)? {
+            Some(lock) => lock,
+            None => return Ok(ExitCode::SUCCESS),
+        },
+    };
+    let entry = match catalog.get(info_hash)? {
+        Some(entry) if entry.path == path => entry,
         Some(entry) => bail!(
             "{} is already in the catalog at {} (use `mtorrent remove` first)",
             metainfo.name(),
@@ -39,12 +39,12 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
         ),
         None => {
             let lengths = metainfo.lengths();
-            let storage = Storage::create_new(&path, lengths).with_context(|| {
+            drop(Storage::create_new(&path, lengths).with_context(|| {
                 format!(
                     "cannot create {} (an existing file is never overwritten)",
                     path.display()
                 )
-            })?;
+            })?);
             let entry = Entry {
                 metainfo: metainfo.clone(),
                 path: path.clone(),
@@ -54,34 +54,94 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
                 error: None,
             };
             catalog.add(&entry)?;
-            Torrent::new(metainfo.clone(), storage, entry.verified, rand::random())
+            entry
         }
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let node = start_node(&args.peer).await?;
-        node.add(torrent.clone(), None);
+        let mut supervisor = Supervisor::new(catalog, locks, node, false);
+        let torrent = supervisor.start(&entry, lock)?;
+        if !torrent.is_complete() && !torrent.is_downloading() {
+            bail!(
+                "{} changed on disk and no longer matches its .mtorrent (see `mtorrent list`)",
+                path.display()
+            );
+        }
+        let have = torrent.have().count_ones();
+        if have > 0 {
+            eprintln!(
+                "resuming {}: {have} of {} pieces already verified on disk",
+                path.display(),
+                metainfo.lengths().piece_count()
+            );
+        }
         let started = Instant::now();
         let reporter = tokio::spawn(report(torrent.clone()));
-        save_progress_until_complete(&catalog, &torrent, &path).await?;
+        supervisor.run_until_complete(info_hash).await?;
         reporter.abort();
         let seconds = started.elapsed().as_secs_f64();
         let progress = *torrent.watch_progress().borrow();
         println!(
-            "downloaded {} to {} in {seconds:.1} s ({:.1} MB/s); {} pieces fetched, {} failed their hash",
+            "downloaded {} to {} in {seconds:.1} s ({:.1} MB/s); {} pieces fetched, {} failed their hash; uploaded {} bytes meanwhile",
             human_bytes(metainfo.size()),
             path.display(),
             metainfo.size() as f64 / seconds.max(1e-9) / 1e6,
             progress.fetched_pieces,
             progress.failed_pieces,
+            torrent.uploaded(),
         );
         if args.seed {
             eprintln!("seeding; press Ctrl-C to stop");
-            tokio::signal::ctrl_c().await?;
+            supervisor.run_until_signal().await?;
         }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Another process (a running `mtorrent seed`, or another `get`) is downloading this file:
+/// follows its progress in the catalog until it is complete (`None`), or returns the lock if
+/// that process ends first, to finish the download here.
+fn follow(
+    catalog: &Catalog,
+    locks: &Locks,
+    info_hash: InfoHash,
+    path: &Path,
+) -> Result<Option<Lock>> {
+    let holder = locks.entry_holder(info_hash).map_or_else(
+        || "another process".to_owned(),
+        |pid| format!("process {pid}"),
+    );
+    eprintln!("{holder} is already downloading it; following its progress");
+    let mut last_line = Instant::now();
+    loop {
+        let Some(entry) = catalog.get(info_hash)? else {
+            bail!("it was removed from the catalog while {holder} downloaded it");
+        };
+        if entry.path != path {
+            bail!(
+                "it is already in the catalog at {} (use `mtorrent remove` first)",
+                entry.path.display()
+            );
+        }
+        if entry.verified.is_complete() {
+            println!("{holder} downloaded it to {}", path.display());
+            return Ok(None);
+        }
+        if let Some(lock) = locks.entry(info_hash)? {
+            return Ok(Some(lock));
+        }
+        if last_line.elapsed() >= Duration::from_secs(5) {
+            let pieces = entry.metainfo.lengths().piece_count();
+            eprintln!(
+                "{:.1}% verified",
+                f64::from(entry.verified.count_ones()) * 100.0 / f64::from(pieces.max(1))
+            );
+            last_line = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn destination(args: &GetArgs, name: &str) -> Result<PathBuf> {

@@ -8,7 +8,7 @@ use super::peer::open_catalog;
 use crate::cli::CatalogArgs;
 
 pub fn run(args: CatalogArgs) -> Result<ExitCode> {
-    let catalog = open_catalog(&args)?;
+    let (catalog, locks) = open_catalog(&args)?;
     let entries = catalog.list()?;
     if entries.is_empty() {
         println!("the catalog is empty");
@@ -29,6 +29,9 @@ pub fn run(args: CatalogArgs) -> Result<ExitCode> {
             entry.metainfo.info_hash(),
             entry.path.display()
         );
+        if let Some(pid) = locks.entry_holder(entry.metainfo.info_hash()) {
+            println!("{:<12} active in process {pid}", "");
+        }
         if let Some(error) = entry.error {
             println!("{:<12} {error}", "");
         }

@@ -16,6 +16,7 @@ mod progress;
 mod remove;
 mod seed;
 mod share;
+mod supervisor;
 mod verify;
 
 /// Runs the parsed command line and returns the exit code to use.

@@ -4,21 +4,23 @@
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mtorrent_native_peer::catalog::{Catalog, Entry, EntryState, FileStamp};
 use mtorrent_native_peer::hashing::{self, PieceResult};
+use mtorrent_native_peer::locks::Locks;
 use mtorrent_native_peer::node::{Node, Torrent};
 use mtorrent_native_peer::storage::Storage;
 use mtorrent_shared::{Bitfield, Metainfo};
 
 use crate::cli::{CatalogArgs, PeerArgs};
 
-/// Opens the catalog the arguments name.
-pub fn open_catalog(args: &CatalogArgs) -> Result<Catalog> {
+/// Opens the catalog the arguments name, with its locks.
+pub fn open_catalog(args: &CatalogArgs) -> Result<(Catalog, Locks)> {
     let path = args.catalog.clone().unwrap_or_else(Catalog::default_path);
-    Catalog::open(&path).with_context(|| format!("cannot open the catalog {}", path.display()))
+    let catalog = Catalog::open(&path)
+        .with_context(|| format!("cannot open the catalog {}", path.display()))?;
+    Ok((catalog, Locks::for_catalog(&path)))
 }
 
 /// Which of `claimed` pieces really match on disk: only those are trusted.
@@ -46,12 +48,17 @@ pub fn reverify(path: &Path, metainfo: &Metainfo, claimed: &Bitfield) -> Result<
     Ok(good.into_inner().expect("no worker panicked"))
 }
 
-/// Prepares a catalog entry for the node: a seeded file whose stamp changed is verified again,
-/// and a download's verified pieces are checked before they are trusted.
-pub fn torrent_for(catalog: &Catalog, entry: &Entry) -> Result<Arc<Torrent>> {
+/// Prepares a catalog entry for the node. A download's pieces are all checked on disk before
+/// they are trusted (pieces verified after the last save are found again, never fetched
+/// twice). A file served as it is is checked again if its size or modification time changed:
+/// only the pieces that still match are served, and it is never written to.
+pub fn prepare_torrent(catalog: &Catalog, entry: &Entry) -> Result<Arc<Torrent>> {
     let lengths = entry.metainfo.lengths();
+    let info_hash = entry.metainfo.info_hash();
+    let downloading = entry.state == EntryState::Downloading;
     let stamp = FileStamp::of(&entry.path).ok();
-    let have = if entry.state == EntryState::Seeding && stamp.is_some() && stamp == entry.stamp {
+    let trusted = !downloading && stamp.is_some() && stamp == entry.stamp;
+    let have = if trusted && entry.verified.is_complete() {
         entry.verified.clone()
     } else {
         let have = reverify(
@@ -59,16 +66,26 @@ pub fn torrent_for(catalog: &Catalog, entry: &Entry) -> Result<Arc<Torrent>> {
             &entry.metainfo,
             &Bitfield::full(lengths.piece_count()),
         )?;
-        catalog.save_progress(
-            entry.metainfo.info_hash(),
-            &have,
-            FileStamp::of(&entry.path).ok(),
-        )?;
+        catalog.save_progress(info_hash, &have, stamp)?;
+        if !downloading && !have.is_complete() {
+            let message = format!(
+                "the file changed on disk: {} of {} pieces no longer match; the others are still served",
+                lengths.piece_count() - have.count_ones(),
+                lengths.piece_count()
+            );
+            eprintln!("warning: {}: {message}", entry.path.display());
+            catalog.set_state(info_hash, EntryState::Failed, Some(&message))?;
+        } else if !downloading && entry.state != EntryState::Seeding {
+            catalog.set_state(info_hash, EntryState::Seeding, None)?;
+        }
         have
     };
-    let writable = !have.is_complete();
+    let writable = downloading && !have.is_complete();
     let storage = Storage::open_existing(&entry.path, lengths, writable)
         .with_context(|| format!("cannot open {}", entry.path.display()))?;
+    if !writable && storage.stamp().ok() != stamp {
+        anyhow::bail!("{} changed while it was verified", entry.path.display());
+    }
     Ok(Torrent::new(
         entry.metainfo.clone(),
         storage,
@@ -85,34 +102,4 @@ pub async fn start_node(args: &PeerArgs) -> Result<Arc<Node>> {
     writeln!(stdout, "listening on {}", node.listen_addr)?;
     stdout.flush()?;
     Ok(node)
-}
-
-/// Saves a torrent's verified pieces to the catalog whenever they change, after making the
-/// written data durable; marks it seeding once complete. Returns when it is complete.
-pub async fn save_progress_until_complete(
-    catalog: &Catalog,
-    torrent: &Torrent,
-    path: &Path,
-) -> Result<()> {
-    let info_hash = torrent.metainfo.info_hash();
-    let mut progress = torrent.watch_progress();
-    let mut saved = u32::MAX;
-    loop {
-        let pieces = progress.borrow_and_update().pieces;
-        if pieces != saved {
-            torrent.storage.sync().context("cannot write to disk")?;
-            catalog.save_progress(info_hash, &torrent.have(), FileStamp::of(path).ok())?;
-            saved = pieces;
-        }
-        if torrent.is_complete() {
-            torrent.storage.sync().context("cannot write to disk")?;
-            catalog.save_progress(info_hash, &torrent.have(), FileStamp::of(path).ok())?;
-            catalog.set_state(info_hash, EntryState::Seeding, None)?;
-            return Ok(());
-        }
-        tokio::select! {
-            changed = progress.changed() => changed.context("the torrent stopped")?,
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
 }

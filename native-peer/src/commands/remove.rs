@@ -14,7 +14,7 @@ pub fn run(args: RemoveArgs) -> Result<ExitCode> {
         Ok(hash) => hash,
         Err(_) => read_metainfo(args.target.as_ref())?.info_hash(),
     };
-    let catalog = open_catalog(&args.catalog)?;
+    let (catalog, _) = open_catalog(&args.catalog)?;
     let Some(entry) = catalog.get(info_hash)? else {
         bail!("{info_hash} is not in the catalog");
     };

@@ -2,9 +2,13 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
 use mtorrent_native_peer::catalog::{Entry, EntryState, FileStamp};
+use mtorrent_native_peer::locks::Locks;
 use mtorrent_shared::Bitfield;
+use mtorrent_shared::InfoHash;
 
 use super::create::{hash_into_metainfo, two_trackers};
 use super::peer::open_catalog;
@@ -26,7 +30,7 @@ pub fn run(args: ShareArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| format!("{}.mtorrent", metainfo.name()).into());
     output::write_atomically(&out, document.as_bytes(), true)?;
-    let mut catalog = open_catalog(&args.peer.catalog)?;
+    let (mut catalog, locks) = open_catalog(&args.peer.catalog)?;
     catalog.add(&Entry {
         verified: Bitfield::full(metainfo.lengths().piece_count()),
         metainfo: metainfo.clone(),
@@ -40,5 +44,27 @@ pub fn run(args: ShareArgs) -> Result<ExitCode> {
         out.display(),
         metainfo.info_hash()
     );
-    seed::run_with(&args.peer, catalog)
+    let info_hash = metainfo.info_hash();
+    match locks.seed()? {
+        Some(seed_lock) => seed::run_with(&args.peer, catalog, locks, seed_lock),
+        None => hand_over(&locks, info_hash),
+    }
+}
+
+/// A seed is already running with this catalog: it takes the new entry up; wait until it has.
+fn hand_over(locks: &Locks, info_hash: InfoHash) -> Result<ExitCode> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seed = locks.seed_holder();
+        if let (Some(seed), Some(holder)) = (seed, locks.entry_holder(info_hash)) {
+            if seed == holder {
+                println!("the running mtorrent seed (pid {seed}) is sharing it now");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        if seed.is_none() || Instant::now() > deadline {
+            bail!("the running mtorrent seed did not take it up; run `mtorrent seed` to share it");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

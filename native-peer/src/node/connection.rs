@@ -103,6 +103,7 @@ impl Connection {
                 () = tokio::time::sleep_until(deadline) => {
                     self.session.handle_timeout(self.torrent.now())?;
                 }
+                () = self.torrent.wait_stopped() => return Ok(()),
             }
         }
     }
@@ -134,10 +135,10 @@ impl Connection {
                 SessionEvent::Interested(interested) => self.session.set_choking(!interested),
                 SessionEvent::BlockRequested(block) => {
                     let mut data = vec![0; block.length as usize];
-                    match self.torrent.storage.read_block(block, &mut data) {
+                    match self.torrent.read_for_upload(block, &mut data) {
                         Ok(()) => self.session.send_piece(block, Bytes::from(data)),
                         Err(e) => {
-                            tracing::warn!("cannot read a requested block: {e}");
+                            tracing::warn!("not serving a requested block: {e}");
                             self.session.reject(block);
                         }
                     }
@@ -186,10 +187,14 @@ impl Connection {
     {
         let mut sent = false;
         while let Some(message) = self.session.poll_transmit(self.torrent.now()) {
-            if let (Some(limit), Message::Piece { data, .. }) = (&self.upload_limit, &message) {
-                // Send what is queued first, so the wait does not hold back earlier messages.
-                socket.flush().await?;
-                limit.acquire(data.len()).await;
+            if let Message::Piece { data, .. } = &message {
+                if let Some(limit) = &self.upload_limit {
+                    // Send what is queued first, so the wait does not hold back earlier
+                    // messages.
+                    socket.flush().await?;
+                    limit.acquire(data.len()).await;
+                }
+                self.torrent.add_uploaded(data.len());
             }
             socket.feed(WsMessage::Binary(message.to_bytes())).await?;
             sent = true;

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 pub use rate::RateLimit;
-pub use torrent::{PeerCommand, Progress, Torrent};
+pub use torrent::{PeerCommand, Progress, Torrent, UploadError};
 
 /// A running peer.
 #[derive(Debug)]
@@ -71,10 +71,24 @@ impl Node {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(1));
             loop {
-                interval.tick().await;
-                ticker.tick();
+                tokio::select! {
+                    _ = interval.tick() => ticker.tick(),
+                    () = ticker.wait_stopped() => return,
+                }
             }
         });
+    }
+
+    /// Stops downloading or seeding a file: its connections close and it leaves its swarm.
+    /// Returns the torrent, if it was there.
+    pub fn remove(&self, info_hash: InfoHash) -> Option<Arc<Torrent>> {
+        let torrent = self
+            .torrents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&info_hash)?;
+        torrent.stop();
+        Some(torrent)
     }
 
     fn torrent(&self, info_hash: InfoHash) -> Option<Arc<Torrent>> {

@@ -3,6 +3,7 @@
 //! the state is behind one lock held only for bookkeeping, never across I/O waits.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,20 @@ use mtorrent_shared::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::catalog::FileStamp;
 use crate::storage::Storage;
+
+/// Why a block cannot be uploaded.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// Reading the file failed.
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file changed on disk since its pieces were verified: nothing is served from it
+    /// until it is verified again.
+    #[error("the file changed on disk since it was verified")]
+    Changed,
+}
 
 /// What a torrent tells one connection task to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +69,11 @@ pub struct Torrent {
     started: Instant,
     inner: Mutex<Inner>,
     progress: watch::Sender<Progress>,
+    /// For a file served as it is: its stamp when its pieces were verified.
+    verified_stamp: Option<FileStamp>,
+    changed: AtomicBool,
+    stopped: watch::Sender<bool>,
+    uploaded: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -76,9 +95,20 @@ struct Peer {
 }
 
 impl Torrent {
-    /// A torrent with `have` already verified on disk. Without every piece it downloads.
+    /// A torrent with `have` already verified on disk. Without every piece it downloads, if
+    /// its storage is writable; read-only storage is served as it is, and every upload first
+    /// checks that the file has not changed since it was opened.
     pub fn new(metainfo: Metainfo, storage: Storage, have: Bitfield, seed: u64) -> Arc<Self> {
-        let scheduler = (!have.is_complete()).then(|| {
+        let verified_stamp = if storage.is_writable() {
+            None
+        } else {
+            // An unreadable stamp never matches, so nothing is served.
+            Some(storage.stamp().unwrap_or(FileStamp {
+                size: u64::MAX,
+                mtime_ns: i64::MIN,
+            }))
+        };
+        let scheduler = (!have.is_complete() && storage.is_writable()).then(|| {
             Scheduler::new(
                 metainfo.lengths(),
                 have.clone(),
@@ -110,7 +140,63 @@ impl Torrent {
                 duplicate_blocks: 0,
             }),
             progress: watch::channel(progress).0,
+            verified_stamp,
+            changed: AtomicBool::new(false),
+            stopped: watch::channel(false).0,
+            uploaded: AtomicU64::new(0),
         })
+    }
+
+    /// Reads a block a peer asked for. A file served as it is must not have changed since it
+    /// was verified; if it has, nothing more is served and [`Torrent::has_changed`] says so.
+    pub fn read_for_upload(&self, block: BlockRef, buffer: &mut [u8]) -> Result<(), UploadError> {
+        if self.changed.load(Ordering::Relaxed) {
+            return Err(UploadError::Changed);
+        }
+        self.storage.read_block(block, buffer)?;
+        // Checked after the read: a change before or during it shows in the stamp.
+        if let Some(verified) = self.verified_stamp {
+            if self.storage.stamp()? != verified {
+                self.changed.store(true, Ordering::Relaxed);
+                return Err(UploadError::Changed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts bytes of piece data sent to peers.
+    pub fn add_uploaded(&self, bytes: usize) {
+        self.uploaded.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes of piece data sent to peers since the torrent started.
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Whether the file, served as it is, changed on disk: it must be verified again.
+    pub fn has_changed(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+            || self
+                .verified_stamp
+                .is_some_and(|verified| self.storage.stamp().ok() != Some(verified))
+    }
+
+    /// Whether this torrent downloads (it lacks pieces and may write them).
+    pub fn is_downloading(&self) -> bool {
+        self.lock().scheduler.is_some()
+    }
+
+    /// Stops the torrent: its connections close and its announcer leaves the swarm.
+    pub fn stop(&self) {
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once [`Torrent::stop`] is called.
+    pub async fn wait_stopped(&self) {
+        let mut stopped = self.stopped.subscribe();
+        // The sender lives in `self`, so waiting cannot fail while it is borrowed.
+        let _ = stopped.wait_for(|&stopped| stopped).await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

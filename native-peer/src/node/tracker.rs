@@ -16,7 +16,7 @@ use super::Node;
 
 type TrackerSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Announces `torrent` for as long as the node runs, dialing the peers the trackers name
+/// Announces `torrent` until it is stopped (then leaves its swarm), dialing the peers the trackers name
 /// while the torrent is incomplete. `register` is the `.mtorrent` to register the file with.
 pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<String>) {
     let start = tokio::time::Instant::now();
@@ -40,6 +40,7 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
     );
     let mut progress = torrent.watch_progress();
     let mut socket: Option<TrackerSocket> = None;
+    let mut stopping = false;
     loop {
         while let Some(action) = announcer.poll_action() {
             match action {
@@ -71,6 +72,12 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
                 }
                 Action::Disconnect => socket = None,
             }
+        }
+        if stopping {
+            if let Some(mut s) = socket.take() {
+                let _ = s.close(None).await;
+            }
+            return;
         }
         while let Some(event) = announcer.poll_event() {
             match event {
@@ -114,6 +121,11 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
                 announcer.set_left(info_hash, left(&torrent), now());
             }
             () = tokio::time::sleep_until(wake) => announcer.handle_timeout(now()),
+            () = torrent.wait_stopped() => {
+                // Leave the swarm, if the tracker is connected, then end.
+                announcer.remove_swarm(info_hash, now());
+                stopping = true;
+            }
         }
     }
 }

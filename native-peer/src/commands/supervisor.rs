@@ -1,0 +1,284 @@
+//! Keeps a running node in step with the catalog, which other `mtorrent` processes may change
+//! at any time: it serves or downloads the entries whose locks it holds, saves download
+//! progress durably, stops what was removed or paused, re-verifies files that changed on disk,
+//! and (for `seed`) picks up entries that other commands add or leave behind.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mtorrent_native_peer::catalog::{Catalog, Entry, EntryState, FileStamp};
+use mtorrent_native_peer::locks::{Lock, Locks};
+use mtorrent_native_peer::node::{Node, Torrent};
+use mtorrent_shared::InfoHash;
+
+use super::peer::prepare_torrent;
+
+/// How often the catalog is checked for changes.
+pub const STEP: Duration = Duration::from_millis(500);
+
+/// The entries a node works on, each under its lock.
+pub struct Supervisor {
+    catalog: Catalog,
+    locks: Locks,
+    node: Arc<Node>,
+    active: HashMap<InfoHash, Active>,
+    /// Whether every entry of the catalog is taken up (`seed`), or only those started here.
+    whole_catalog: bool,
+    /// Entries that could not be started: not retried by this process.
+    failed: HashSet<InfoHash>,
+    /// Entries another process holds: retried at every step, as it may have ended.
+    held_elsewhere: HashSet<InfoHash>,
+    data_version: Option<i64>,
+}
+
+struct Active {
+    torrent: Arc<Torrent>,
+    path: PathBuf,
+    /// Verified pieces last saved to the catalog, while downloading.
+    saved: Option<u32>,
+    _lock: Lock,
+}
+
+impl Supervisor {
+    /// A supervisor of `node`; with `whole_catalog` it takes up every entry it can lock.
+    pub fn new(catalog: Catalog, locks: Locks, node: Arc<Node>, whole_catalog: bool) -> Self {
+        Self {
+            catalog,
+            locks,
+            node,
+            active: HashMap::new(),
+            whole_catalog,
+            failed: HashSet::new(),
+            held_elsewhere: HashSet::new(),
+            data_version: None,
+        }
+    }
+
+    /// Starts serving or downloading `entry`, whose lock the caller took.
+    pub fn start(&mut self, entry: &Entry, lock: Lock) -> Result<Arc<Torrent>> {
+        let torrent = prepare_torrent(&self.catalog, entry)?;
+        let register = torrent.is_complete().then(|| entry.metainfo.to_json());
+        self.node.add(torrent.clone(), register);
+        let saved = torrent
+            .is_downloading()
+            .then(|| torrent.watch_progress().borrow().pieces);
+        self.active.insert(
+            entry.metainfo.info_hash(),
+            Active {
+                torrent: torrent.clone(),
+                path: entry.path.clone(),
+                saved,
+                _lock: lock,
+            },
+        );
+        Ok(torrent)
+    }
+
+    /// One round: saves download progress, re-verifies changed files, stops what left the
+    /// catalog and, for the whole catalog, takes up entries no process works on.
+    pub fn step(&mut self) -> Result<()> {
+        self.save_progress()?;
+        self.reverify_changed()?;
+        let version = self.catalog.data_version()?;
+        let changed = self.data_version != Some(version);
+        self.data_version = Some(version);
+        if changed {
+            self.stop_removed()?;
+        }
+        if self.whole_catalog {
+            let candidates = if changed {
+                self.catalog.list()?
+            } else {
+                let held: Vec<InfoHash> = self.held_elsewhere.iter().copied().collect();
+                let mut entries = Vec::new();
+                for info_hash in held {
+                    entries.extend(self.catalog.get(info_hash)?);
+                }
+                entries
+            };
+            for entry in candidates {
+                self.take_up(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps until the download of `info_hash` is complete and saved.
+    pub async fn run_until_complete(&mut self, info_hash: InfoHash) -> Result<()> {
+        loop {
+            self.step()?;
+            let Some(active) = self.active.get(&info_hash) else {
+                anyhow::bail!("the download was removed from the catalog");
+            };
+            if active.saved.is_none() || active.torrent.is_complete() && self.saved(info_hash) {
+                return Ok(());
+            }
+            let mut progress = active.torrent.watch_progress();
+            tokio::select! {
+                _ = progress.changed() => {}
+                () = tokio::time::sleep(STEP) => {}
+            }
+        }
+    }
+
+    /// Steps until Ctrl-C or SIGTERM.
+    pub async fn run_until_signal(&mut self) -> Result<()> {
+        let mut signal = std::pin::pin!(shutdown_signal());
+        loop {
+            self.step()?;
+            tokio::select! {
+                () = &mut signal => break,
+                () = tokio::time::sleep(STEP) => {}
+            }
+        }
+        self.save_progress()?;
+        for info_hash in self.active.keys() {
+            self.node.remove(*info_hash);
+        }
+        // Give the announcers a moment to tell the trackers we left.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+
+    fn saved(&self, info_hash: InfoHash) -> bool {
+        self.active.get(&info_hash).is_some_and(|active| {
+            active.saved == Some(active.torrent.watch_progress().borrow().pieces)
+        })
+    }
+
+    fn take_up(&mut self, entry: &Entry) -> Result<()> {
+        let info_hash = entry.metainfo.info_hash();
+        if self.active.contains_key(&info_hash)
+            || self.failed.contains(&info_hash)
+            || entry.state == EntryState::Paused
+        {
+            return Ok(());
+        }
+        let Some(lock) = self.locks.entry(info_hash)? else {
+            self.held_elsewhere.insert(info_hash);
+            return Ok(());
+        };
+        self.held_elsewhere.remove(&info_hash);
+        // Read again under the lock: the process that held it may have changed it.
+        let Some(entry) = self.catalog.get(info_hash)? else {
+            return Ok(());
+        };
+        match self.start(&entry, lock) {
+            Ok(torrent) => {
+                let what = if torrent.is_downloading() {
+                    "downloading"
+                } else {
+                    "sharing"
+                };
+                eprintln!(
+                    "{what} {} ({})",
+                    entry.metainfo.name(),
+                    entry.path.display()
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e:#}", entry.path.display());
+                self.failed.insert(info_hash);
+                self.catalog
+                    .set_state(info_hash, EntryState::Failed, Some(&format!("{e:#}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the verified pieces of every download that made progress, after making the
+    /// written data durable; a complete one becomes seeding.
+    fn save_progress(&mut self) -> Result<()> {
+        for (info_hash, active) in &mut self.active {
+            let Some(saved) = active.saved else { continue };
+            let pieces = active.torrent.watch_progress().borrow().pieces;
+            if pieces == saved {
+                continue;
+            }
+            let storage = &active.torrent.storage;
+            storage.sync().context("cannot write to disk")?;
+            let stamp = FileStamp::of(&active.path).ok();
+            self.catalog
+                .save_progress(*info_hash, &active.torrent.have(), stamp)?;
+            if active.torrent.is_complete() {
+                self.catalog
+                    .set_state(*info_hash, EntryState::Seeding, None)?;
+            }
+            active.saved = Some(pieces);
+        }
+        Ok(())
+    }
+
+    /// Files served as they are that changed on disk are verified again before anything more
+    /// is served from them.
+    fn reverify_changed(&mut self) -> Result<()> {
+        let changed: Vec<InfoHash> = self
+            .active
+            .iter()
+            .filter(|(_, active)| active.torrent.has_changed())
+            .map(|(info_hash, _)| *info_hash)
+            .collect();
+        for info_hash in changed {
+            let Some(active) = self.active.remove(&info_hash) else {
+                continue;
+            };
+            self.node.remove(info_hash);
+            eprintln!(
+                "{} changed on disk: verifying it again",
+                active.path.display()
+            );
+            let Some(entry) = self.catalog.get(info_hash)? else {
+                continue;
+            };
+            let lock = active._lock;
+            if let Err(e) = tokio::task::block_in_place(|| self.start(&entry, lock)) {
+                eprintln!("error: {}: {e:#}", entry.path.display());
+                self.failed.insert(info_hash);
+                self.catalog
+                    .set_state(info_hash, EntryState::Failed, Some(&format!("{e:#}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the entries that were removed from the catalog or paused.
+    fn stop_removed(&mut self) -> Result<()> {
+        let mut gone = Vec::new();
+        for info_hash in self.active.keys() {
+            match self.catalog.get(*info_hash)? {
+                Some(entry) if entry.state != EntryState::Paused => {}
+                _ => gone.push(*info_hash),
+            }
+        }
+        for info_hash in gone {
+            if let Some(active) = self.active.remove(&info_hash) {
+                self.node.remove(info_hash);
+                eprintln!(
+                    "stopped {} ({})",
+                    active.torrent.metainfo.name(),
+                    active.path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
