@@ -164,6 +164,9 @@ fn destination(args: &GetArgs, name: &str) -> Result<PathBuf> {
     Ok(parent.join(path.file_name().context("the destination names no file")?))
 }
 
+/// How long `get` waits without any peer before it says so.
+const NO_PEERS_NOTICE: Duration = Duration::from_secs(10);
+
 /// Progress on stderr: a bar on a terminal, a line every few seconds otherwise.
 async fn report(torrent: std::sync::Arc<Torrent>) {
     let total = torrent.metainfo.size();
@@ -180,8 +183,22 @@ async fn report(torrent: std::sync::Arc<Torrent>) {
         bar
     });
     let mut last_line = Instant::now();
+    let started = Instant::now();
+    let mut told_no_peers = false;
     loop {
         let progress = *torrent.watch_progress().borrow();
+        if progress.peers == 0 && !told_no_peers && started.elapsed() >= NO_PEERS_NOTICE {
+            let message = "no peer with this file is reachable yet; waiting for one \
+                           (the trackers are asked again regularly)";
+            match &bar {
+                Some(bar) => bar.println(message),
+                None => eprintln!("{message}"),
+            }
+            told_no_peers = true;
+        }
+        if progress.peers > 0 {
+            told_no_peers = false;
+        }
         match &bar {
             Some(bar) => {
                 bar.set_position(progress.bytes);

@@ -42,6 +42,36 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
     let mut socket: Option<TrackerSocket> = None;
     let mut stopping = false;
     loop {
+        // Events first: answering them (signals) queues messages sent just below.
+        while let Some(event) = announcer.poll_event() {
+            match event {
+                AnnouncerEvent::Peers { peers, .. } if !torrent.is_complete() => {
+                    for peer in peers {
+                        if torrent.is_connected(peer.peer_id) || peer.peer_id == node.peer_id {
+                            continue;
+                        }
+                        match peer.address {
+                            PeerAddress::Native { url } => node.dial(torrent.clone(), url),
+                            // A browser cannot be dialled: ask it, through the tracker, to
+                            // dial us.
+                            PeerAddress::Browser => announcer.signal(
+                                info_hash,
+                                peer.peer_id,
+                                node.advertised_url.clone(),
+                                now(),
+                            ),
+                        }
+                    }
+                }
+                AnnouncerEvent::SwitchedTracker { url } => {
+                    tracing::info!("using tracker {url}");
+                }
+                AnnouncerEvent::Refused { code, message } => {
+                    tracing::warn!("tracker refused: {code:?}: {message}");
+                }
+                _ => {}
+            }
+        }
         while let Some(action) = announcer.poll_action() {
             match action {
                 Action::Connect(url) => {
@@ -78,26 +108,6 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
                 let _ = s.close(None).await;
             }
             return;
-        }
-        while let Some(event) = announcer.poll_event() {
-            match event {
-                AnnouncerEvent::Peers { peers, .. } if !torrent.is_complete() => {
-                    for peer in peers {
-                        if let PeerAddress::Native { url } = peer.address {
-                            if !torrent.is_connected(peer.peer_id) && peer.peer_id != node.peer_id {
-                                node.dial(torrent.clone(), url);
-                            }
-                        }
-                    }
-                }
-                AnnouncerEvent::SwitchedTracker { url } => {
-                    tracing::info!("using tracker {url}");
-                }
-                AnnouncerEvent::Refused { code, message } => {
-                    tracing::warn!("tracker refused: {code:?}: {message}");
-                }
-                _ => {}
-            }
         }
         let wake = announcer
             .poll_timeout()
