@@ -4,10 +4,28 @@
 //! streams a user's `File` through [`FileHasher`] in `Blob.slice` chunks, so the browser builds
 //! exactly the `.mtorrent` the native peer would build for the same bytes, and reads `.mtorrent`
 //! files with [`MtorrentSummary::parse`], which applies the same validation as every other peer.
+//! [`BrowserPeer`] downloads from native peers and seeds to them (they ask for it through the
+//! tracker's signal, and the browser dials them back), over the same wire protocol and with the
+//! same piece scheduler as the native peer.
 #![warn(missing_docs)]
 
-use mtorrent_shared::{Metainfo, PieceHasher};
+mod clock;
+mod connection;
+mod events;
+mod store;
+mod swarm;
+mod tracker;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use wasm_bindgen::prelude::*;
+
+pub use events::PeerEvent;
+pub use store::PieceStore;
+use swarm::Swarm;
 
 /// Hashes a file streamed in chunks of any size and builds its `.mtorrent`.
 #[wasm_bindgen]
@@ -69,9 +87,7 @@ pub struct MtorrentSummary {
 impl MtorrentSummary {
     /// Parses and validates a `.mtorrent` document; the error says which rule it breaks.
     pub fn parse(document: &[u8]) -> Result<MtorrentSummary, JsError> {
-        Metainfo::from_json(document)
-            .map(|inner| MtorrentSummary { inner })
-            .map_err(|e| JsError::new(&format!("this is not a valid .mtorrent: {e}")))
+        parse(document).map(|inner| MtorrentSummary { inner })
     }
 
     /// The file name.
@@ -103,6 +119,104 @@ impl MtorrentSummary {
     pub fn trackers(&self) -> Vec<String> {
         self.inner.trackers().to_vec()
     }
+}
+
+/// The browser's peer: downloads and seeds any number of files at once.
+#[wasm_bindgen]
+pub struct BrowserPeer {
+    peer_id: PeerId,
+    events: events::EventSink,
+    swarms: RefCell<HashMap<InfoHash, Rc<Swarm>>>,
+}
+
+#[wasm_bindgen]
+impl BrowserPeer {
+    /// A peer with a fresh random id; `on_event` is called with every event (an object with a
+    /// `type`: `progress`, `swarm`, `tracker` or `warning`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(on_event: js_sys::Function) -> BrowserPeer {
+        let mut id = [0u8; 20];
+        id[..8].copy_from_slice(b"-MB0100-");
+        for byte in &mut id[8..] {
+            *byte = (js_sys::Math::random() * 256.0) as u8;
+        }
+        BrowserPeer {
+            peer_id: PeerId(id),
+            events: events::EventSink::new(on_event),
+            swarms: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// This peer's id, 40 hex characters.
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        self.peer_id.to_hex()
+    }
+
+    /// Seeds the file whose `.mtorrent` is `metainfo` (which the page built by hashing it) from
+    /// `store`: registers it with the trackers and serves every native peer that asks for it.
+    /// Returns the info hash.
+    pub fn seed(&self, metainfo: &str, store: PieceStore) -> Result<String, JsError> {
+        let metainfo = parse(metainfo.as_bytes())?;
+        let info_hash = metainfo.info_hash();
+        let register = Some(metainfo.to_json());
+        let swarm = Swarm::seeding(metainfo, self.peer_id, store, self.events.clone());
+        self.replace(info_hash, swarm.clone());
+        tracker::announce(swarm.clone(), register);
+        swarm.publish();
+        Ok(info_hash.to_hex())
+    }
+
+    /// Downloads the file whose `.mtorrent` is `metainfo` into `store`, from several native
+    /// peers at once, verifying every piece. Resolves once every piece is verified and
+    /// written; rejects with a message for people if the download stops.
+    pub fn download(&self, metainfo: &[u8], store: PieceStore) -> Result<js_sys::Promise, JsError> {
+        let metainfo = parse(metainfo)?;
+        let info_hash = metainfo.info_hash();
+        let (finished, done) = futures::channel::oneshot::channel();
+        let swarm =
+            Swarm::downloading(metainfo, self.peer_id, store, self.events.clone(), finished);
+        self.replace(info_hash, swarm.clone());
+        tracker::announce(swarm.clone(), None);
+        swarm.publish();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            match done.await {
+                Ok(Ok(())) => Ok(JsValue::from_str(&info_hash.to_hex())),
+                Ok(Err(message)) => Err(js_sys::Error::new(&message).into()),
+                Err(_) => Err(js_sys::Error::new("the download was stopped").into()),
+            }
+        }))
+    }
+
+    /// Stops downloading or seeding a file (by info hash): its connections close and it
+    /// leaves the swarm.
+    pub fn stop(&self, info_hash: &str) {
+        if let Ok(info_hash) = InfoHash::from_hex(info_hash) {
+            if let Some(swarm) = self.swarms.borrow_mut().remove(&info_hash) {
+                swarm.stop();
+            }
+        }
+    }
+
+    fn replace(&self, info_hash: InfoHash, swarm: Rc<Swarm>) {
+        if let Some(old) = self.swarms.borrow_mut().insert(info_hash, swarm) {
+            old.stop();
+        }
+    }
+}
+
+impl std::fmt::Debug for BrowserPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserPeer")
+            .field("peer_id", &self.peer_id)
+            .field("swarms", &self.swarms.borrow().len())
+            .finish()
+    }
+}
+
+fn parse(document: &[u8]) -> Result<Metainfo, JsError> {
+    Metainfo::from_json(document)
+        .map_err(|e| JsError::new(&format!("this is not a valid .mtorrent: {e}")))
 }
 
 #[cfg(test)]

@@ -1,0 +1,203 @@
+//! One connection to a native peer: drives a `shared` [`PeerSession`] over a browser
+//! WebSocket, feeding received blocks to the swarm and serving blocks from its store.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::future::{select, Either};
+use futures::{SinkExt, StreamExt};
+use gloo::net::websocket::futures::WebSocket;
+use gloo::net::websocket::Message as WsMessage;
+use mtorrent_shared::wire::Message;
+use mtorrent_shared::{PeerKey, PeerSession, SessionConfig, SessionEvent};
+
+use crate::clock;
+use crate::swarm::{PeerCommand, Swarm};
+
+/// What wakes a connection.
+enum Input {
+    Frame(Vec<u8>),
+    Closed(Option<String>),
+    Command(PeerCommand),
+}
+
+/// Dials `url` and runs the connection until it ends, in the background.
+pub fn dial(swarm: Rc<Swarm>, url: String) {
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = run(swarm, &url).await {
+            web_sys::console::debug_1(&format!("connection to {url} ended: {e}").into());
+        }
+    });
+}
+
+async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
+    let socket = WebSocket::open(url).map_err(|e| format!("cannot dial {url}: {e}"))?;
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut inputs) = mpsc::unbounded::<Input>();
+    let frames = tx.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let mut reason = None;
+        while let Some(message) = stream.next().await {
+            match message {
+                Ok(WsMessage::Bytes(bytes)) => {
+                    if frames.unbounded_send(Input::Frame(bytes)).is_err() {
+                        return;
+                    }
+                }
+                Ok(WsMessage::Text(_)) => {
+                    reason = Some("the peer sent text; peers send binary frames only".into());
+                    break;
+                }
+                Err(e) => {
+                    reason = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let _ = frames.unbounded_send(Input::Closed(reason));
+    });
+    let mut session = PeerSession::new(
+        swarm.metainfo.lengths(),
+        swarm.metainfo.info_hash(),
+        swarm.peer_id,
+        swarm.offered(),
+        SessionConfig::default(),
+        clock::now(),
+    );
+    let mut key: Option<PeerKey> = None;
+    let result = async {
+        loop {
+            // Act on what the session learned.
+            while let Some(event) = session.poll_event() {
+                match event {
+                    SessionEvent::Ready { peer_id, bitfield } => {
+                        if swarm.is_connected(peer_id) || swarm.is_stopped() {
+                            return Ok(());
+                        }
+                        let (k, commands) = swarm.add_peer(peer_id, bitfield);
+                        key = Some(k);
+                        session.set_interested(swarm.is_interesting(k));
+                        let tx = tx.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            let mut commands = commands;
+                            while let Some(command) = commands.next().await {
+                                if tx.unbounded_send(Input::Command(command)).is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                    }
+                    SessionEvent::Have(piece) => {
+                        if let Some(k) = key {
+                            swarm.peer_has(k, piece);
+                            if swarm.is_interesting(k) {
+                                session.set_interested(true);
+                            }
+                        }
+                    }
+                    SessionEvent::Choked => with_key(key, |k| swarm.peer_choked(k, true)),
+                    SessionEvent::Unchoked => with_key(key, |k| swarm.peer_choked(k, false)),
+                    SessionEvent::Interested(interested) => {
+                        session.set_choking(!(interested && swarm.is_seeding()));
+                    }
+                    SessionEvent::BlockRequested(block) => {
+                        if !swarm.is_seeding() {
+                            session.reject(block);
+                            continue;
+                        }
+                        let offset = swarm.metainfo.lengths().piece_offset(block.piece)
+                            + u64::from(block.offset);
+                        match swarm.store.read(offset, block.length).await {
+                            Ok(data) => {
+                                swarm.add_uploaded(data.len());
+                                session.send_piece(block, Bytes::from(data));
+                            }
+                            Err(e) => {
+                                swarm.events().emit(&crate::events::PeerEvent::Warning {
+                                    info_hash: Some(swarm.metainfo.info_hash().to_hex()),
+                                    message: format!("cannot read the shared file: {e}"),
+                                });
+                                session.reject(block);
+                            }
+                        }
+                    }
+                    SessionEvent::RequestCancelled(_) => {}
+                    SessionEvent::BlockReceived { block, data } => {
+                        if let Some(k) = key {
+                            swarm.block_received(k, block, &data);
+                        }
+                    }
+                    SessionEvent::RequestRejected(block) => {
+                        with_key(key, |k| swarm.request_rejected(k, block));
+                    }
+                }
+            }
+            if let Some(k) = key {
+                if swarm.is_complete() || !swarm.is_interesting(k) {
+                    session.set_interested(false);
+                }
+                while session.can_request() {
+                    let Some(block) = swarm.next_request(k) else {
+                        break;
+                    };
+                    if !session.request(block) {
+                        swarm.request_rejected(k, block);
+                        break;
+                    }
+                }
+            }
+            // Send what the session has to say.
+            let mut sent = false;
+            while let Some(message) = session.poll_transmit(clock::now()) {
+                sink.feed(WsMessage::Bytes(message.to_bytes().to_vec()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sent = true;
+            }
+            if sent {
+                sink.flush().await.map_err(|e| e.to_string())?;
+            }
+            if swarm.is_stopped() {
+                return Ok(());
+            }
+            // Wait for a frame, a command or the session's next deadline.
+            let wait = session.poll_timeout().saturating_sub(clock::now());
+            let input = match select(inputs.next(), Box::pin(clock::sleep(wait))).await {
+                Either::Left((Some(input), _)) => input,
+                Either::Left((None, _)) => return Ok(()),
+                Either::Right(((), _)) => {
+                    session
+                        .handle_timeout(clock::now())
+                        .map_err(|e| e.to_string())?;
+                    continue;
+                }
+            };
+            match input {
+                Input::Frame(bytes) => {
+                    let message = Message::decode_frame(Bytes::from(bytes))
+                        .map_err(|e| format!("bad frame from the peer: {e}"))?;
+                    session
+                        .handle_message(clock::now(), message)
+                        .map_err(|e| e.to_string())?;
+                }
+                Input::Closed(reason) => return reason.map_or(Ok(()), Err),
+                Input::Command(PeerCommand::Cancel(block)) => session.cancel(block),
+                Input::Command(PeerCommand::Close) => return Ok(()),
+                Input::Command(PeerCommand::Wake) => {}
+            }
+        }
+    }
+    .await;
+    if let Some(k) = key {
+        swarm.remove_peer(k);
+    }
+    let _ = sink.close().await;
+    result
+}
+
+fn with_key(key: Option<PeerKey>, f: impl FnOnce(PeerKey)) {
+    if let Some(key) = key {
+        f(key);
+    }
+}
