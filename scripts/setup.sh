@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Debian packages the project uses: `time` and `openssl`/`coreutils` for the hashing benchmark,
-# python3 for the wasm import check, pkg-config and a C compiler for -sys crates.
-packages=(time openssl coreutils python3 ca-certificates gcc pkg-config)
+# python3 for the wasm import check, pkg-config and a C compiler for -sys crates, Chromium and
+# its WebDriver for the browser tests.
+packages=(time openssl coreutils python3 ca-certificates gcc pkg-config chromium chromium-driver)
 
 as_root() {
   if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
@@ -40,4 +41,14 @@ done
 
 toolchain=$(bash scripts/wasm-toolchain.sh)
 log "wasm32 toolchain: $toolchain"
+
+# wasm-bindgen's command-line tool must be exactly the version of the library in Cargo.lock.
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
+if [[ $(wasm-bindgen --version 2>/dev/null) != "wasm-bindgen $bindgen_version" ]]; then
+  log "installing wasm-bindgen-cli $bindgen_version (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$bindgen_version" --locked >&2 \
+    || cargo install wasm-bindgen-cli --version "$bindgen_version" >&2
+else
+  log "wasm-bindgen-cli $bindgen_version: present"
+fi
 echo "$toolchain"

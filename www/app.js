@@ -1,7 +1,28 @@
-// The tracker's page: lists the files shared through this tracker (over the tracker's own
-// WebSocket protocol) and offers each one's .mtorrent, and shows the tracker's statistics.
+// The mtorrent page: a browser peer (the `shared` protocol core compiled to WebAssembly) that
+// shares files and downloads them from native peers, and the list of files this tracker knows.
+
+import init, { BrowserPeer, FileHasher, MtorrentSummary } from "./pkg/mtorrent_web_peer.js";
 
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+/** Bytes read from a shared file at a time while hashing it: eight 512 KiB pieces. */
+const HASH_CHUNK = 8 * 512 * 1024;
+/** How long a download waits without any peer before it says so. */
+const NO_PEER_NOTICE_MS = 10000;
+
+const $ = (id) => document.getElementById(id);
+
+function humanSize(bytes) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+function setStatus(element, text, kind = "") {
+  element.textContent = text;
+  element.className = kind;
+  element.dataset.state = kind;
+}
 
 /** Sends one message to the tracker and resolves with its reply. */
 function ask(message) {
@@ -14,60 +35,264 @@ function ask(message) {
   });
 }
 
-function humanSize(bytes) {
-  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes, unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+/** The two tracker URLs a new .mtorrent names: this tracker first, then its twin. */
+async function trackerUrls() {
+  try {
+    const stats = await (await fetch("/stats")).json();
+    return [wsUrl, stats.twin?.url ?? wsUrl];
+  } catch {
+    return [wsUrl, wsUrl];
+  }
+}
+
+// --- The peer and its events ---
+
+/** What each running file's panel wants to hear, by info hash. */
+const listeners = new Map();
+let peer;
+
+function onPeerEvent(event) {
+  const listener = event.info_hash ? listeners.get(event.info_hash) : undefined;
+  if (listener) listener(event);
+  else if (event.type === "warning") console.warn(event.message);
+}
+
+// --- Sharing ---
+
+async function share(file) {
+  const status = $("share-status");
+  const progress = $("share-progress");
+  $("share-mtorrent").hidden = true;
+  $("share-stats").hidden = true;
+  progress.hidden = false;
+  progress.value = 0;
+  try {
+    const [tracker1, tracker2] = await trackerUrls();
+    const hasher = new FileHasher();
+    const started = performance.now();
+    for (let offset = 0; offset < file.size; offset += HASH_CHUNK) {
+      const chunk = await file.slice(offset, offset + HASH_CHUNK).arrayBuffer();
+      hasher.update(new Uint8Array(chunk));
+      progress.value = file.size === 0 ? 1 : hasher.bytesHashed / file.size;
+      setStatus(status, `Hashing ${file.name}: ${Math.floor(progress.value * 100)}%`);
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const document_ = hasher.finish(file.name, tracker1, tracker2);
+    const summary = MtorrentSummary.parse(new TextEncoder().encode(document_));
+    const link = $("share-mtorrent");
+    link.href = URL.createObjectURL(new Blob([document_], { type: "application/json" }));
+    link.download = `${file.name}.mtorrent`;
+    link.hidden = false;
+    link.dataset.document = document_;
+    const store = {
+      read: async (offset, length) => new Uint8Array(await file.slice(offset, offset + length).arrayBuffer()),
+      write: async () => { throw new Error("a shared file is never written"); },
+    };
+    listeners.set(summary.infoHash, (event) => {
+      if (event.type === "progress") {
+        $("share-peers").textContent = event.peers;
+        $("share-uploaded").textContent = humanSize(event.uploaded);
+      } else if (event.type === "warning") {
+        setStatus(status, event.message, "error");
+      }
+    });
+    peer.seed(document_, store);
+    $("share-stats").hidden = false;
+    setStatus(status, `Seeding ${file.name} (${humanSize(file.size)}, hashed in ${seconds.toFixed(1)} s). Keep this page open while others download it.`, "seeding");
+    showFiles();
+  } catch (e) {
+    setStatus(status, `Cannot share ${file.name}: ${e.message ?? e}`, "error");
+  } finally {
+    progress.hidden = true;
+  }
+}
+
+const dropZone = $("drop-zone");
+$("share-file").addEventListener("change", (event) => {
+  const [file] = event.target.files;
+  if (file) share(file);
+});
+dropZone.addEventListener("dragover", (event) => { event.preventDefault(); dropZone.classList.add("dragging"); });
+dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
+dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dropZone.classList.remove("dragging");
+  const [file] = event.dataTransfer.files;
+  if (file) share(file);
+});
+
+// --- Downloading ---
+
+/** A store writing to a file in the Origin Private File System, in order. */
+async function privateFileStore(name) {
+  const root = await navigator.storage.getDirectory();
+  const handle = await root.getFileHandle(name, { create: true });
+  const writable = await handle.createWritable({ keepExistingData: false });
+  let queue = Promise.resolve();
+  return {
+    handle,
+    writable,
+    drained: () => queue,
+    store: {
+      read: () => Promise.reject(new Error("a download is read only once it is complete")),
+      write: (offset, data) => (queue = queue.then(() => writable.write({ type: "write", position: offset, data }))),
+    },
+  };
+}
+
+let currentDownload;
+
+async function download(bytes) {
+  const status = $("download-status");
+  const progress = $("download-progress");
+  const warnings = $("download-warnings");
+  $("download-save").hidden = true;
+  warnings.replaceChildren();
+  let summary;
+  try {
+    summary = MtorrentSummary.parse(bytes);
+  } catch (e) {
+    setStatus(status, e.message ?? String(e), "error");
+    return;
+  }
+  if (currentDownload) peer.stop(currentDownload);
+  currentDownload = summary.infoHash;
+  const name = summary.name;
+  const size = summary.size;
+  setStatus(status, `Looking for peers that have ${name} (${humanSize(size)})…`, "downloading");
+  progress.hidden = false;
+  progress.value = 0;
+  $("download-stats").hidden = false;
+  let opfs;
+  try {
+    opfs = await privateFileStore(`${summary.infoHash}.part`);
+  } catch (e) {
+    setStatus(status, `Cannot store the download in this browser: ${e.message ?? e}`, "error");
+    return;
+  }
+  const started = performance.now();
+  let lastBytes = 0, lastTime = started, peers = 0, seenPeer = false;
+  const noPeerTimer = setInterval(() => {
+    if (peers === 0 && performance.now() - lastTime > NO_PEER_NOTICE_MS) {
+      setStatus(status, seenPeer
+        ? `Lost the connection to every peer of ${name}; waiting for one to come back…`
+        : `No peer has ${name} right now; waiting for one to come online…`, "waiting");
+    }
+  }, 1000);
+  listeners.set(summary.infoHash, (event) => {
+    if (event.type === "progress") {
+      peers = event.peers;
+      seenPeer ||= peers > 0;
+      progress.value = size === 0 ? 1 : event.bytes / size;
+      $("download-peers").textContent = peers;
+      const now = performance.now();
+      if (now - lastTime >= 500) {
+        $("download-speed").textContent = `${humanSize(((event.bytes - lastBytes) * 1000) / (now - lastTime))}/s`;
+        lastBytes = event.bytes;
+        lastTime = now;
+      }
+      if (peers > 0) setStatus(status, `Downloading ${name}: ${Math.floor(progress.value * 100)}% from ${peers} peer(s)`, "downloading");
+    } else if (event.type === "swarm" && event.seeders === 0 && peers === 0) {
+      setStatus(status, `No peer has ${name} right now; waiting for one to come online…`, "waiting");
+    } else if (event.type === "warning") {
+      const item = document.createElement("li");
+      item.textContent = event.message;
+      warnings.append(item);
+    }
+  });
+  try {
+    await peer.download(bytes, opfs.store);
+    await opfs.drained();
+    await opfs.writable.close();
+    const file = await opfs.handle.getFile();
+    const seconds = (performance.now() - started) / 1000;
+    const save = $("download-save");
+    save.href = URL.createObjectURL(file);
+    save.download = name;
+    save.hidden = false;
+    progress.value = 1;
+    setStatus(status, `Downloaded ${name} (${humanSize(size)}) in ${seconds.toFixed(1)} s, every piece verified. Seeding it while this page is open.`, "done");
+    status.dataset.seconds = String(seconds);
+    // Every peer uploads: the page now seeds what it downloaded.
+    const decoder = new TextDecoder();
+    peer.seed(decoder.decode(bytes), {
+      read: async (offset, length) => new Uint8Array(await file.slice(offset, offset + length).arrayBuffer()),
+      write: async () => { throw new Error("a downloaded file is never written again"); },
+    });
+  } catch (e) {
+    await opfs.writable.abort().catch(() => {});
+    setStatus(status, `The download of ${name} stopped: ${e.message ?? e}`, "error");
+  } finally {
+    clearInterval(noPeerTimer);
+  }
+}
+
+$("download-mtorrent").addEventListener("change", async (event) => {
+  const [file] = event.target.files;
+  if (file) download(new Uint8Array(await file.arrayBuffer()));
+});
+
+// --- The tracker's files and statistics ---
+
+async function fetchMtorrent(file) {
+  const reply = await ask({ type: "get_metainfo", info_hash: file.info_hash });
+  if (reply.type !== "metainfo") throw new Error(reply.message ?? "the tracker has no such file");
+  return reply.metainfo;
 }
 
 async function saveMtorrent(file) {
-  const reply = await ask({ type: "get_metainfo", info_hash: file.info_hash });
-  if (reply.type !== "metainfo") throw new Error(reply.message ?? "the tracker has no such file");
   const link = document.createElement("a");
-  link.href = URL.createObjectURL(new Blob([reply.metainfo], { type: "application/json" }));
+  link.href = URL.createObjectURL(new Blob([await fetchMtorrent(file)], { type: "application/json" }));
   link.download = `${file.name}.mtorrent`;
   link.click();
   URL.revokeObjectURL(link.href);
 }
 
+function button(text, label, action) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = "secondary";
+  element.textContent = text;
+  element.setAttribute("aria-label", label);
+  element.onclick = action;
+  return element;
+}
+
 async function showFiles() {
-  const status = document.getElementById("files-status");
-  const table = document.getElementById("files");
+  const status = $("files-status");
+  const table = $("files");
   const body = table.querySelector("tbody");
   try {
     const reply = await ask({ type: "list_files" });
     if (reply.type !== "files") throw new Error(reply.message ?? "unexpected reply");
     body.replaceChildren(...reply.files.map((file) => {
       const row = document.createElement("tr");
+      row.dataset.infoHash = file.info_hash;
       for (const [text, numeric] of [[file.name, false], [humanSize(file.size), true], [file.seeders, true], [file.leechers, true]]) {
         const cell = document.createElement("td");
         cell.textContent = text;
         if (numeric) cell.className = "number";
         row.append(cell);
       }
-      const action = document.createElement("td");
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "secondary";
-      button.textContent = "Save .mtorrent";
-      button.setAttribute("aria-label", `Save ${file.name}.mtorrent`);
-      button.onclick = () => saveMtorrent(file).catch((e) => { status.textContent = e.message; status.className = "error"; });
-      action.append(button);
-      row.append(action);
+      const fail = (e) => setStatus(status, e.message ?? String(e), "error");
+      const actions = document.createElement("td");
+      actions.append(
+        button("Download", `Download ${file.name}`, () => fetchMtorrent(file).then((doc) => download(new TextEncoder().encode(doc))).catch(fail)),
+        " ",
+        button("Save .mtorrent", `Save ${file.name}.mtorrent`, () => saveMtorrent(file).catch(fail)),
+      );
+      row.append(actions);
       return row;
     }));
     table.hidden = reply.files.length === 0;
-    status.className = "";
-    status.textContent = reply.files.length === 0 ? "No file is shared here yet." : `${reply.files.length} file(s).`;
+    setStatus(status, reply.files.length === 0 ? "No file is shared here yet." : `${reply.files.length} file(s).`);
   } catch (e) {
-    status.className = "error";
-    status.textContent = `Cannot list files: ${e.message}`;
+    setStatus(status, `Cannot list files: ${e.message}`, "error");
   }
 }
 
 async function showStats() {
-  const list = document.getElementById("stats");
+  const list = $("stats");
   try {
     const stats = await (await fetch("/stats")).json();
     const rows = [["Swarms", stats.swarms], ["Peers", stats.peers], ["Seeders", stats.seeders], ["Connections", stats.connections], ["Messages/s", stats.messages_per_second], ["Twin tracker", `${stats.twin.url ?? "none configured"} (link ${stats.twin.link})`]];
@@ -81,6 +306,14 @@ async function showStats() {
   }
 }
 
-document.getElementById("refresh").addEventListener("click", () => { showFiles(); showStats(); });
+$("refresh").addEventListener("click", () => { showFiles(); showStats(); });
 showFiles();
 showStats();
+
+try {
+  await init();
+  peer = new BrowserPeer(onPeerEvent);
+  setStatus($("page-status"), "Ready: this page is a peer.", "ready");
+} catch (e) {
+  setStatus($("page-status"), `This browser cannot run the peer: ${e.message ?? e}`, "error");
+}

@@ -25,6 +25,7 @@ pub fn bin_path(name: &str) -> PathBuf {
 }
 
 pub mod bad_peer;
+pub mod browser;
 pub mod command;
 pub mod process;
 pub mod swarm;
@@ -44,4 +45,9 @@ pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(size);
     out
+}
+
+/// The page's directory, `www/`, whose `pkg/` holds the built browser peer.
+pub fn www_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
 }

@@ -18,11 +18,19 @@ pub struct Trackers {
 }
 
 impl Trackers {
-    /// Starts tracker 1, then tracker 2 as its twin.
+    /// Starts tracker 1, then tracker 2 as its twin; both serve the page.
     pub fn start(dir: &Dir) -> Self {
+        let www = crate::www_dir().to_string_lossy().into_owned();
         let one = Process::start(
             "mtorrent-tracker",
-            ["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET],
+            [
+                "--listen",
+                "127.0.0.1:0",
+                "--twin-secret",
+                TWIN_SECRET,
+                "--www",
+                &www,
+            ],
             &dir.join("tracker-1.log"),
         );
         let twin = one.ws_url();
@@ -35,10 +43,17 @@ impl Trackers {
                 TWIN_SECRET,
                 "--twin",
                 &twin,
+                "--www",
+                &www,
             ],
             &dir.join("tracker-2.log"),
         );
         Self { one, two }
+    }
+
+    /// The page, served by tracker 1.
+    pub fn page_url(&self) -> String {
+        format!("http://{}/", self.one.addr())
     }
 
     /// `--tracker URL1 --tracker URL2`.

@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary made of topic modules. Each starts real processes
 //! (trackers, peers) on 127.0.0.1 with OS-chosen ports, and kills them when it ends.
 
+mod browser;
 mod catalog;
 mod cli;
 mod peer;

@@ -1,0 +1,165 @@
+//! A headless Chromium under test, with a fresh profile, driven over WebDriver through its own
+//! chromedriver on an OS-chosen port. Dropping a [`Browser`] kills chromedriver and every
+//! browser process it started.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// How long a page may take to reach a state a test waits for.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A running headless Chromium.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Browser")
+            .field("driver", &self.driver.id())
+            .finish()
+    }
+}
+
+/// A Debian path, or the environment's override.
+fn tool(variable: &str, default: &str) -> String {
+    std::env::var(variable).unwrap_or_else(|_| default.to_owned())
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session.
+    pub async fn start() -> Browser {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().unwrap().port()
+        };
+        let driver = Command::new(tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so that dropping the browser kills Chromium too.
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts (Debian package chromium-driver; scripts/setup.sh)");
+        let profile = tempfile::tempdir().expect("a profile directory");
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": tool("CHROMIUM", "/usr/bin/chromium"),
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("an object literal")
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let mut builder = ClientBuilder::rustls().expect("TLS roots");
+            builder.capabilities(capabilities.clone());
+            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(client) => break client,
+                Err(e) if Instant::now() > deadline => panic!("no WebDriver session: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+
+    /// Opens `url` and waits until the page's peer is ready.
+    pub async fn open(&self, url: &str) {
+        self.client.goto(url).await.expect("the page loads");
+        self.wait_for_state("page-status", &["ready"]).await;
+    }
+
+    /// Waits until the element `id` has one of `states` in its `data-state`; returns the state
+    /// reached and the element's text. Fails on the state `error` unless it is expected.
+    pub async fn wait_for_state(&self, id: &str, states: &[&str]) -> (String, String) {
+        let deadline = Instant::now() + PAGE_TIMEOUT;
+        loop {
+            let (state, text) = self.state(id).await;
+            if states.contains(&state.as_str()) {
+                return (state, text);
+            }
+            assert!(state != "error", "#{id} shows an error: {text}");
+            assert!(
+                Instant::now() < deadline,
+                "#{id} never reached {states:?}; it says: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The `data-state` and text of element `id`.
+    pub async fn state(&self, id: &str) -> (String, String) {
+        let value = self
+            .eval(&format!(
+                "const e = document.getElementById({id:?}); return [e.dataset.state ?? '', e.textContent];"
+            ))
+            .await;
+        (
+            value[0].as_str().unwrap_or_default().to_owned(),
+            value[1].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Runs `script` (a function body; it may `return` a promise) and returns its result.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Chooses the file at `path` in the file input `id`.
+    pub async fn choose_file(&self, id: &str, path: &std::path::Path) {
+        let input = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .expect("the file input exists");
+        input
+            .send_keys(path.to_str().expect("a UTF-8 path"))
+            .await
+            .expect("the file is chosen");
+    }
+
+    /// The SHA-256 (hex) of the bytes behind the link `id` (an object URL).
+    pub async fn sha256_of_link(&self, id: &str) -> String {
+        let value = self
+            .eval(&format!(
+                "const href = document.getElementById({id:?}).href;
+                 return fetch(href).then((r) => r.arrayBuffer())
+                   .then((b) => crypto.subtle.digest('SHA-256', b))
+                   .then((d) => [...new Uint8Array(d)].map((x) => x.toString(16).padStart(2, '0')).join(''));"
+            ))
+            .await;
+        value.as_str().expect("a hex digest").to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Kill chromedriver's whole process group: it and the browsers it started.
+        let _ = Command::new("kill")
+            .args(["-9", &format!("-{}", self.driver.id())])
+            .status();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}

@@ -1,0 +1,114 @@
+//! The browser peer, in the real page, in headless Chromium: downloads from native peers,
+//! shares to them, and relays through them to another page; bad input shows an error.
+
+use std::path::Path;
+
+use mtorrent_e2e::browser::Browser;
+use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::random_bytes;
+use mtorrent_e2e::swarm::{get_and_seed, share, wait_until_file_equals, Trackers};
+use sha1::{Digest, Sha1};
+
+fn sha1_hex(data: &[u8]) -> String {
+    hex::encode(Sha1::digest(data))
+}
+
+/// The built browser peer must be there: `scripts/build-web.sh` makes it.
+fn require_page() {
+    let module = mtorrent_e2e::www_dir().join("pkg/mtorrent_web_peer.js");
+    assert!(
+        module.is_file(),
+        "{} is missing: run scripts/build-web.sh",
+        module.display()
+    );
+}
+
+/// Downloads the `.mtorrent` at `mtorrent` in the page and returns the SHA-1 of the result.
+async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
+    browser.choose_file("download-mtorrent", mtorrent).await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let digest = browser
+        .eval(
+            "const href = document.getElementById('download-save').href;
+             return fetch(href).then((r) => r.arrayBuffer())
+               .then((b) => crypto.subtle.digest('SHA-1', b))
+               .then((d) => [...new Uint8Array(d)].map((x) => x.toString(16).padStart(2, '0')).join(''));",
+        )
+        .await;
+    digest.as_str().expect("a digest").to_owned()
+}
+
+/// Shares `file` from the page and returns the `.mtorrent` it built.
+async fn share_in_page(browser: &Browser, file: &Path) -> String {
+    browser.choose_file("share-file", file).await;
+    browser.wait_for_state("share-status", &["seeding"]).await;
+    let document = browser
+        .eval("return document.getElementById('share-mtorrent').dataset.document;")
+        .await;
+    document.as_str().expect("the .mtorrent").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(6 << 20 | 4321, 40);
+    let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
+    let browser = Browser::start().await;
+    browser.open(&trackers.page_url()).await;
+
+    let bad = dir.write("bad.mtorrent", b"{\"name\": \"../../etc/passwd\"}");
+    browser.choose_file("download-mtorrent", &bad).await;
+    let (_, message) = browser.wait_for_state("download-status", &["error"]).await;
+    assert!(message.contains("not a valid .mtorrent"), "{message}");
+
+    let digest = download_in_page(&browser, &dir.join("data.bin.mtorrent")).await;
+    assert_eq!(digest, sha1_hex(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_peer_downloads_a_file_the_page_shares() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(5 << 20 | 99, 41);
+    let file = dir.write("from-browser.bin", &data);
+    let browser = Browser::start().await;
+    browser.open(&trackers.page_url()).await;
+    let document = share_in_page(&browser, &file).await;
+    let mtorrent = dir.write("from-browser.bin.mtorrent", document);
+    let leecher = get_and_seed(&dir, "leecher", &mtorrent);
+    let target = dir.join("leecher/from-browser.bin");
+    tokio::task::spawn_blocking(move || wait_until_file_equals(&target, &data))
+        .await
+        .unwrap();
+    drop(leecher);
+    let (_, uploaded) = browser.state("share-uploaded").await;
+    assert_ne!(uploaded, "0 bytes", "the page uploaded the file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(4 << 20 | 7, 42);
+    let file = dir.write("relayed.bin", &data);
+    let first = Browser::start().await;
+    first.open(&trackers.page_url()).await;
+    let document = share_in_page(&first, &file).await;
+    let mtorrent = dir.write("relayed.bin.mtorrent", document);
+    // A native peer fetches it from the first page and seeds it.
+    let _relay = get_and_seed(&dir, "relay", &mtorrent);
+    let relayed = dir.join("relay/relayed.bin");
+    let expected = data.clone();
+    tokio::task::spawn_blocking(move || wait_until_file_equals(&relayed, &expected))
+        .await
+        .unwrap();
+    // The second page can only reach native peers: it gets the file from the relay.
+    let second = Browser::start().await;
+    second.open(&trackers.page_url()).await;
+    let digest = download_in_page(&second, &mtorrent).await;
+    assert_eq!(digest, sha1_hex(&data));
+}
