@@ -1,8 +1,7 @@
 //! A headless Chromium under test, with a fresh profile, driven over WebDriver through its own
 //! chromedriver on an OS-chosen port. Dropping a [`Browser`] kills chromedriver and every
-//! browser process it started.
+//! process of its browser (found by the profile directory on their command lines).
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,8 +43,6 @@ impl Browser {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            // Its own process group, so that dropping the browser kills Chromium too.
-            .process_group(0)
             .spawn()
             .expect("chromedriver starts (Debian package chromium-driver; scripts/setup.sh)");
         let profile = tempfile::tempdir().expect("a profile directory");
@@ -155,11 +152,27 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Kill chromedriver's whole process group: it and the browsers it started.
-        let _ = Command::new("kill")
-            .args(["-9", &format!("-{}", self.driver.id())])
-            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium runs in its own session: find its processes by their unique profile path.
+        let profile = self._profile.path().to_string_lossy().into_owned();
+        let pids: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                pid.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                String::from_utf8_lossy(&cmdline)
+                    .contains(&profile)
+                    .then_some(pid)
+            })
+            .collect();
+        if !pids.is_empty() {
+            let _ = Command::new("sh")
+                .args(["-c", &format!("kill -9 {} 2>/dev/null", pids.join(" "))])
+                .status();
+        }
     }
 }
