@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds mtorrent in release and runs the system: tracker 1 and
-# tracker 2, twins of each other, each serving the web page, and a native peer seeding the
-# catalog in the state directory. Ctrl-C stops everything.
+# Sets up what is missing, builds mtorrent in release (and the browser peer into www/pkg) and
+# runs the system: tracker 1 and tracker 2, twins of each other, each serving the web page, and
+# a native peer seeding the catalog in the state directory. Prints the URL to open. Ctrl-C
+# stops everything.
 #
 # Environment: MTORRENT_PORT_1 / MTORRENT_PORT_2 (default 7001 / 7002), MTORRENT_PEER_PORT
 # (default 7003), MTORRENT_HOST (default
@@ -15,9 +16,10 @@ port2=${MTORRENT_PORT_2:-7002}
 peer_port=${MTORRENT_PEER_PORT:-7003}
 state=${MTORRENT_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/mtorrent}
 
-bash scripts/setup.sh >/dev/null
+wasm_toolchain=$(bash scripts/setup.sh | tail -n 1)
 echo "building (release)..." >&2
 cargo build --release --locked -p mtorrent-tracker -p mtorrent-native-peer >&2
+bash scripts/build-web.sh "$wasm_toolchain"
 
 mkdir -p "$state/tracker-1" "$state/tracker-2" "$state/logs"
 # The twins prove themselves to each other with a secret kept in the state directory; it goes
@@ -58,12 +60,14 @@ export MTORRENT_CATALOG="$state/catalog.sqlite"
 pids+=($!)
 
 cat <<MSG
-mtorrent is running:
+mtorrent is running. Open http://$host:$port1/ in a browser to share and download files.
+
   tracker 1   ws://$host:$port1/ws   page: http://$host:$port1/   stats: http://$host:$port1/stats
   tracker 2   ws://$host:$port2/ws   page: http://$host:$port2/   stats: http://$host:$port2/stats
   native peer ws://$host:$peer_port/   seeding the catalog $state/catalog.sqlite
   state and logs in $state
 Share a file:     MTORRENT_CATALOG=$state/catalog.sqlite ./target/release/mtorrent share FILE --tracker ws://$host:$port1/ws --tracker ws://$host:$port2/ws
+                  (the running native peer takes it up and seeds it)
 Download a file:  ./target/release/mtorrent get FILE.mtorrent DIRECTORY
 Press Ctrl-C to stop.
 MSG
