@@ -45,13 +45,22 @@ async function trackerUrls() {
   }
 }
 
+// A bug in the page or the peer must not pass silently.
+window.addEventListener("error", (event) => setStatus($("page-status"), `Something went wrong: ${event.message}`, "error"));
+window.addEventListener("unhandledrejection", (event) => setStatus($("page-status"), `Something went wrong: ${event.reason?.message ?? event.reason}`, "error"));
+
 // --- The peer and its events ---
 
 /** What each running file's panel wants to hear, by info hash. */
 const listeners = new Map();
 let peer;
 
+/** The latest events, for whoever debugs the page (`mtorrentEvents` in the console). */
+window.mtorrentEvents = [];
+
 function onPeerEvent(event) {
+  window.mtorrentEvents.push(event);
+  if (window.mtorrentEvents.length > 50) window.mtorrentEvents.shift();
   const listener = event.info_hash ? listeners.get(event.info_hash) : undefined;
   if (listener) listener(event);
   else if (event.type === "warning") console.warn(event.message);
@@ -99,6 +108,7 @@ async function share(file) {
     peer.seed(document_, store);
     $("share-stats").hidden = false;
     setStatus(status, `Seeding ${file.name} (${humanSize(file.size)}, hashed in ${seconds.toFixed(1)} s). Keep this page open while others download it.`, "seeding");
+    status.dataset.seconds = String(seconds);
     showFiles();
   } catch (e) {
     setStatus(status, `Cannot share ${file.name}: ${e.message ?? e}`, "error");
@@ -191,7 +201,7 @@ async function download(bytes) {
         lastBytes = event.bytes;
         lastTime = now;
       }
-      if (peers > 0) setStatus(status, `Downloading ${name}: ${Math.floor(progress.value * 100)}% from ${peers} peer(s)`, "downloading");
+      if (peers > 0 && status.dataset.state !== "saving" && status.dataset.state !== "done") setStatus(status, `Downloading ${name}: ${Math.floor(progress.value * 100)}% from ${peers} peer(s)`, "downloading");
     } else if (event.type === "swarm" && event.seeders === 0 && peers === 0) {
       setStatus(status, `No peer has ${name} right now; waiting for one to come online…`, "waiting");
     } else if (event.type === "warning") {
@@ -202,6 +212,7 @@ async function download(bytes) {
   });
   try {
     await peer.download(bytes, opfs.store);
+    setStatus(status, `Every piece of ${name} is verified; saving it…`, "saving");
     await opfs.drained();
     await opfs.writable.close();
     const file = await opfs.handle.getFile();

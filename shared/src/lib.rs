@@ -26,6 +26,7 @@ mod metainfo;
 mod piece;
 mod scheduler;
 mod session;
+pub mod sha1_x4;
 pub mod tracker;
 pub mod wire;
 

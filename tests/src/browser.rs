@@ -94,10 +94,17 @@ impl Browser {
                 return (state, text);
             }
             assert!(state != "error", "#{id} shows an error: {text}");
-            assert!(
-                Instant::now() < deadline,
-                "#{id} never reached {states:?}; it says: {text}"
-            );
+            if Instant::now() > deadline {
+                let (_, page) = self.state("page-status").await;
+                let (_, warnings) = self.state("download-warnings").await;
+                let events = self
+                    .eval("return JSON.stringify(window.mtorrentEvents);")
+                    .await;
+                panic!(
+                    "#{id} never reached {states:?}; it says: {text}; the page says: {page}; \
+                     warnings: {warnings}; latest events: {events}"
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -136,13 +143,13 @@ impl Browser {
             .expect("the file is chosen");
     }
 
-    /// The SHA-256 (hex) of the bytes behind the link `id` (an object URL).
-    pub async fn sha256_of_link(&self, id: &str) -> String {
+    /// The SHA-1 (hex) of the bytes behind the link `id` (an object URL).
+    pub async fn sha1_of_link(&self, id: &str) -> String {
         let value = self
             .eval(&format!(
                 "const href = document.getElementById({id:?}).href;
                  return fetch(href).then((r) => r.arrayBuffer())
-                   .then((b) => crypto.subtle.digest('SHA-256', b))
+                   .then((b) => crypto.subtle.digest('SHA-1', b))
                    .then((d) => [...new Uint8Array(d)].map((x) => x.toString(16).padStart(2, '0')).join(''));"
             ))
             .await;

@@ -7,15 +7,18 @@ use std::path::PathBuf;
 /// the same profile as the running test.
 ///
 /// `CARGO_BIN_EXE_*` only exists inside the package that owns a binary, so this looks next to
-/// the test executable instead: tests run from `target/<profile>/deps/`, binaries live in
-/// `target/<profile>/`.
+/// the running executable instead: tests run from `target/<profile>/deps/`, benchmarks from
+/// `target/<profile>/`, where the binaries live.
 pub fn bin_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests run from target/<profile>/deps");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let exe = std::env::current_exe().expect("the executable has a path");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    let here = exe.parent().expect("the executable is in a directory");
+    let profile_dir = if here.ends_with("deps") {
+        here.parent().expect("deps is in target/<profile>")
+    } else {
+        here
+    };
+    let path = profile_dir.join(file);
     assert!(
         path.is_file(),
         "{} is missing: build the workspace first (`cargo test --workspace` builds it)",

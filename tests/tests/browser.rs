@@ -27,15 +27,7 @@ fn require_page() {
 async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
     browser.choose_file("download-mtorrent", mtorrent).await;
     browser.wait_for_state("download-status", &["done"]).await;
-    let digest = browser
-        .eval(
-            "const href = document.getElementById('download-save').href;
-             return fetch(href).then((r) => r.arrayBuffer())
-               .then((b) => crypto.subtle.digest('SHA-1', b))
-               .then((d) => [...new Uint8Array(d)].map((x) => x.toString(16).padStart(2, '0')).join(''));",
-        )
-        .await;
-    digest.as_str().expect("a digest").to_owned()
+    browser.sha1_of_link("download-save").await
 }
 
 /// Shares `file` from the page and returns the `.mtorrent` it built.

@@ -25,8 +25,13 @@ enum Input {
 /// Dials `url` and runs the connection until it ends, in the background.
 pub fn dial(swarm: Rc<Swarm>, url: String) {
     wasm_bindgen_futures::spawn_local(async move {
-        if let Err(e) = run(swarm, &url).await {
-            web_sys::console::debug_1(&format!("connection to {url} ended: {e}").into());
+        if let Err(e) = run(swarm.clone(), &url).await {
+            if !swarm.is_stopped() {
+                swarm.events().emit(&crate::events::PeerEvent::Warning {
+                    info_hash: Some(swarm.metainfo.info_hash().to_hex()),
+                    message: format!("lost the connection to the peer at {url}: {e}"),
+                });
+            }
         }
     });
 }

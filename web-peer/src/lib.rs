@@ -121,10 +121,10 @@ impl MtorrentSummary {
     }
 }
 
-/// The browser's peer: downloads and seeds any number of files at once.
+/// The browser's peer: downloads and seeds any number of files at once, each under its own
+/// peer id (a tracker ties a peer id to one connection, and each file has its own).
 #[wasm_bindgen]
 pub struct BrowserPeer {
-    peer_id: PeerId,
     events: events::EventSink,
     swarms: RefCell<HashMap<InfoHash, Rc<Swarm>>>,
 }
@@ -135,22 +135,14 @@ impl BrowserPeer {
     /// `type`: `progress`, `swarm`, `tracker` or `warning`).
     #[wasm_bindgen(constructor)]
     pub fn new(on_event: js_sys::Function) -> BrowserPeer {
-        let mut id = [0u8; 20];
-        id[..8].copy_from_slice(b"-MB0100-");
-        for byte in &mut id[8..] {
-            *byte = (js_sys::Math::random() * 256.0) as u8;
-        }
+        // A panic is a bug: say so on the console rather than failing silently.
+        std::panic::set_hook(Box::new(|info| {
+            web_sys::console::error_1(&format!("mtorrent peer: {info}").into());
+        }));
         BrowserPeer {
-            peer_id: PeerId(id),
             events: events::EventSink::new(on_event),
             swarms: RefCell::new(HashMap::new()),
         }
-    }
-
-    /// This peer's id, 40 hex characters.
-    #[wasm_bindgen(getter, js_name = peerId)]
-    pub fn peer_id(&self) -> String {
-        self.peer_id.to_hex()
     }
 
     /// Seeds the file whose `.mtorrent` is `metainfo` (which the page built by hashing it) from
@@ -160,7 +152,7 @@ impl BrowserPeer {
         let metainfo = parse(metainfo.as_bytes())?;
         let info_hash = metainfo.info_hash();
         let register = Some(metainfo.to_json());
-        let swarm = Swarm::seeding(metainfo, self.peer_id, store, self.events.clone());
+        let swarm = Swarm::seeding(metainfo, new_peer_id(), store, self.events.clone());
         self.replace(info_hash, swarm.clone());
         tracker::announce(swarm.clone(), register);
         swarm.publish();
@@ -174,8 +166,13 @@ impl BrowserPeer {
         let metainfo = parse(metainfo)?;
         let info_hash = metainfo.info_hash();
         let (finished, done) = futures::channel::oneshot::channel();
-        let swarm =
-            Swarm::downloading(metainfo, self.peer_id, store, self.events.clone(), finished);
+        let swarm = Swarm::downloading(
+            metainfo,
+            new_peer_id(),
+            store,
+            self.events.clone(),
+            finished,
+        );
         self.replace(info_hash, swarm.clone());
         tracker::announce(swarm.clone(), None);
         swarm.publish();
@@ -208,10 +205,19 @@ impl BrowserPeer {
 impl std::fmt::Debug for BrowserPeer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BrowserPeer")
-            .field("peer_id", &self.peer_id)
             .field("swarms", &self.swarms.borrow().len())
             .finish()
     }
+}
+
+/// A fresh random peer id.
+fn new_peer_id() -> PeerId {
+    let mut id = [0u8; 20];
+    id[..8].copy_from_slice(b"-MB0100-");
+    for byte in &mut id[8..] {
+        *byte = (js_sys::Math::random() * 256.0) as u8;
+    }
+    PeerId(id)
 }
 
 fn parse(document: &[u8]) -> Result<Metainfo, JsError> {

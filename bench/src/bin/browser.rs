@@ -1,0 +1,204 @@
+//! Browser benchmark: the page's hashing next to the native peer's on the same file, and a
+//! download in the page from three native seeders, in headless Chromium, in the same run.
+//!
+//! `scripts/build-web.sh && cargo build --release && cargo run --release -p mtorrent-bench --bin browser [-- --size 256MiB]`
+//!
+//! Native hashing is `mtorrent create` with one thread and with one per core, under
+//! `/usr/bin/time`. In the page (served by a local tracker, driven over WebDriver), sharing the
+//! file reads it in `Blob.slice` chunks and hashes it in WebAssembly; the page reports the time
+//! from the first read to the finished `.mtorrent`. Then three `mtorrent share` seeders serve the
+//! file and the page downloads it: the time runs from opening the `.mtorrent` to the last piece
+//! verified and written to the Origin Private File System, and the result's SHA-1 must match.
+//! Needs Chromium and chromedriver (`scripts/setup.sh` installs them).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use clap::Parser;
+use mtorrent_bench::{generate_file, parse_size, peak_measure, sibling_binary};
+use mtorrent_e2e::browser::Browser;
+use mtorrent_e2e::process::Process;
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+struct Options {
+    /// Size of the generated file (e.g. 256MiB, 1GiB).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    size: u64,
+    /// Directory for the generated file and the seeders' catalogs [default: the system's
+    /// temporary directory].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+const TWIN_SECRET: &str = "browser-benchmark-twin-secret";
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let options = Options::parse();
+    let dir = tempfile::Builder::new()
+        .prefix("mtorrent-bench-browser-")
+        .tempdir_in(options.dir.clone().unwrap_or_else(std::env::temp_dir))?;
+    let file = dir.path().join("data.bin");
+    eprintln!("generating {} bytes in {}", options.size, file.display());
+    generate_file(&file, options.size, 0xb0b)?;
+    std::fs::read(&file)
+        .map(drop)
+        .context("warming the page cache")?;
+    let mb = options.size as f64 / 1e6;
+
+    let mtorrent = sibling_binary("mtorrent")?;
+    let native = |threads: &str| -> Result<f64> {
+        let out = dir.path().join(format!("native-{threads}.mtorrent"));
+        let mut argv = vec![
+            mtorrent.to_str().context("UTF-8 path")?,
+            "create",
+            file.to_str().context("UTF-8 path")?,
+            "--tracker",
+            "ws://127.0.0.1:1/ws",
+            "--tracker",
+            "ws://127.0.0.1:2/ws",
+            "--force",
+            "-o",
+            out.to_str().context("UTF-8 path")?,
+        ];
+        if threads != "all" {
+            argv.extend(["--threads", threads]);
+        }
+        Ok(mb / peak_measure(&argv)?.seconds)
+    };
+    let native_one = native("1")?;
+    let native_all = native("all")?;
+
+    let www = mtorrent_e2e::www_dir();
+    ensure!(
+        www.join("pkg/mtorrent_web_peer.js").is_file(),
+        "the browser peer is not built: run scripts/build-web.sh"
+    );
+    let www = www.to_string_lossy().into_owned();
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let one = Process::start(
+        "mtorrent-tracker",
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--twin-secret",
+            TWIN_SECRET,
+            "--www",
+            &www,
+        ],
+        &log("tracker-1"),
+    );
+    let two = Process::start(
+        "mtorrent-tracker",
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--twin-secret",
+            TWIN_SECRET,
+            "--www",
+            &www,
+            "--twin",
+            &one.ws_url(),
+        ],
+        &log("tracker-2"),
+    );
+    let browser = Browser::start().await;
+    browser.open(&format!("http://{}/", one.addr())).await;
+
+    eprintln!("hashing in the page");
+    browser.choose_file("share-file", &file).await;
+    browser.wait_for_state("share-status", &["seeding"]).await;
+    let page_hashing = mb / seconds_of(&browser, "share-status").await?;
+    let document = browser
+        .eval("return document.getElementById('share-mtorrent').dataset.document;")
+        .await;
+    let metainfo_path = dir.path().join("data.bin.mtorrent");
+    std::fs::write(
+        &metainfo_path,
+        document.as_str().context("the page's .mtorrent")?,
+    )?;
+
+    eprintln!("downloading in the page from 3 native seeders");
+    let seeders: Vec<Process> = (1..=3)
+        .map(|n| seeder(n, &file, dir.path(), [&one.ws_url(), &two.ws_url()], &log))
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    browser
+        .choose_file("download-mtorrent", &metainfo_path)
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let page_download = mb / seconds_of(&browser, "download-status").await?;
+    let digest = browser.sha1_of_link("download-save").await;
+    let expected = mtorrent_shared::PieceHash::of(&std::fs::read(&file)?);
+    ensure!(
+        digest == expected.to_hex(),
+        "the page's download differs from the file"
+    );
+    drop(seeders);
+
+    println!(
+        "file: {} bytes ({:.2} GiB) on 127.0.0.1, headless Chromium, {} cores",
+        options.size,
+        options.size as f64 / (1u64 << 30) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("{:<44} {:>10}", "what", "MB/s");
+    println!(
+        "{:<44} {:>10.0}",
+        "native hashing, 1 thread (mtorrent create)", native_one
+    );
+    println!("{:<44} {:>10.0}", "native hashing, all cores", native_all);
+    println!(
+        "{:<44} {:>10.0}   ({:.0}% of native 1 thread)",
+        "page hashing (wasm, Blob.slice reads)",
+        page_hashing,
+        page_hashing * 100.0 / native_one
+    );
+    println!(
+        "{:<44} {:>10.0}",
+        "page download from 3 native seeders", page_download
+    );
+    Ok(())
+}
+
+/// A `mtorrent share` of `file` with its own catalog.
+fn seeder(
+    n: u32,
+    file: &Path,
+    dir: &Path,
+    trackers: [&str; 2],
+    log: &dyn Fn(&str) -> PathBuf,
+) -> Process {
+    let catalog = dir.join(format!("seed{n}.sqlite"));
+    let out = dir.join(format!("seed{n}.mtorrent"));
+    Process::start(
+        "mtorrent",
+        [
+            "share".as_ref(),
+            file.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+            "--catalog".as_ref(),
+            catalog.as_os_str(),
+            "--tracker".as_ref(),
+            trackers[0].as_ref(),
+            "--tracker".as_ref(),
+            trackers[1].as_ref(),
+        ],
+        &log(&format!("seed{n}")),
+    )
+}
+
+/// The seconds the page recorded on element `id`.
+async fn seconds_of(browser: &Browser, id: &str) -> Result<f64> {
+    let value = browser
+        .eval(&format!(
+            "return document.getElementById({id:?}).dataset.seconds;"
+        ))
+        .await;
+    value
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("#{id} recorded no time"))
+}
