@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
-use futures::future::{select, Either};
 use futures::{SinkExt, StreamExt};
 use gloo::net::websocket::futures::WebSocket;
 use gloo::net::websocket::Message as WsMessage;
@@ -20,6 +19,8 @@ enum Input {
     Frame(Vec<u8>),
     Closed(Option<String>),
     Command(PeerCommand),
+    /// A second passed: time for keep-alives and the idle check.
+    Tick,
 }
 
 /// Dials `url` and runs the connection until it ends, in the background.
@@ -61,6 +62,16 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
             }
         }
         let _ = frames.unbounded_send(Input::Closed(reason));
+    });
+    // One timer per connection, not one per message: the session's deadlines are seconds apart.
+    let ticks = tx.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            clock::sleep(std::time::Duration::from_secs(1)).await;
+            if ticks.unbounded_send(Input::Tick).is_err() {
+                return;
+            }
+        }
     });
     let mut session = PeerSession::new(
         swarm.metainfo.lengths(),
@@ -166,17 +177,9 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
             if swarm.is_stopped() {
                 return Ok(());
             }
-            // Wait for a frame, a command or the session's next deadline.
-            let wait = session.poll_timeout().saturating_sub(clock::now());
-            let input = match select(inputs.next(), Box::pin(clock::sleep(wait))).await {
-                Either::Left((Some(input), _)) => input,
-                Either::Left((None, _)) => return Ok(()),
-                Either::Right(((), _)) => {
-                    session
-                        .handle_timeout(clock::now())
-                        .map_err(|e| e.to_string())?;
-                    continue;
-                }
+            // Wait for a frame, a command or a tick.
+            let Some(input) = inputs.next().await else {
+                return Ok(());
             };
             match input {
                 Input::Frame(bytes) => {
@@ -190,6 +193,9 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                 Input::Command(PeerCommand::Cancel(block)) => session.cancel(block),
                 Input::Command(PeerCommand::Close) => return Ok(()),
                 Input::Command(PeerCommand::Wake) => {}
+                Input::Tick => session
+                    .handle_timeout(clock::now())
+                    .map_err(|e| e.to_string())?,
             }
         }
     }

@@ -11,6 +11,7 @@
 
 mod clock;
 mod connection;
+mod digest;
 mod events;
 mod store;
 mod swarm;
@@ -74,6 +75,34 @@ fn build_metainfo(
 ) -> Result<Metainfo, mtorrent_shared::MetainfoError> {
     let hashes = hasher.finish();
     Metainfo::new(trackers, name, hashes.size, hashes.hashes)
+}
+
+/// Builds the `.mtorrent` of a file of `size` bytes from its piece hashes (20 bytes each,
+/// concatenated), computed by the page with the browser's own SHA-1 (WebCrypto); the same
+/// document [`FileHasher`] builds. The error names the broken rule.
+#[wasm_bindgen(js_name = buildMtorrent)]
+pub fn build_mtorrent(
+    name: String,
+    size: f64,
+    piece_hashes: &[u8],
+    tracker1: String,
+    tracker2: String,
+) -> Result<String, JsError> {
+    if !piece_hashes.len().is_multiple_of(20)
+        || !(0.0..=9.007e15).contains(&size)
+        || size.fract() != 0.0
+    {
+        return Err(JsError::new(
+            "piece hashes are 20 bytes each, and a size a whole number",
+        ));
+    }
+    let hashes = piece_hashes
+        .chunks_exact(20)
+        .map(|hash| mtorrent_shared::PieceHash(hash.try_into().expect("20 bytes")))
+        .collect();
+    Metainfo::new([tracker1, tracker2], name, size as u64, hashes)
+        .map(|meta| meta.to_json())
+        .map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// The fields of a validated `.mtorrent`, for display.

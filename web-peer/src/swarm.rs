@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
 use mtorrent_shared::{
-    Bitfield, BlockOutcome, BlockRef, Event, Metainfo, PeerId, PeerKey, PieceHash, Scheduler,
-    SchedulerConfig, ValidPieceIndex,
+    Bitfield, BlockOutcome, BlockRef, Event, Metainfo, PeerId, PeerKey, Scheduler, SchedulerConfig,
+    ValidPieceIndex,
 };
 
 use crate::clock;
@@ -285,8 +285,13 @@ impl Swarm {
     /// Counts uploaded piece bytes, and tells the page now and then.
     pub fn add_uploaded(&self, bytes: usize) {
         self.state.borrow_mut().uploaded += bytes as u64;
+        self.publish_now_and_then();
+    }
+
+    /// Publishes progress at most every 100 ms: the page need not redraw for every piece.
+    fn publish_now_and_then(&self) {
         let now = js_sys::Date::now();
-        if now - self.last_published.get() >= 250.0 {
+        if now - self.last_published.get() >= 100.0 {
             self.last_published.set(now);
             self.publish();
         }
@@ -328,8 +333,18 @@ impl Swarm {
         }
     }
 
-    fn verify_and_write(self: &Rc<Self>, piece: ValidPieceIndex, buffer: Vec<u8>) {
-        let good = PieceHash::of(&buffer) == self.metainfo.piece_hashes()[piece.get() as usize];
+    /// Checks a completed piece off the main thread when the browser has WebCrypto, then
+    /// records the result; a good piece is written to the store in the background.
+    fn verify_and_write(self: &Rc<Self>, piece: ValidPieceIndex, mut buffer: Vec<u8>) {
+        let swarm = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let hash = crate::digest::sha1(&mut buffer).await;
+            let good = hash == swarm.metainfo.piece_hashes()[piece.get() as usize];
+            swarm.hash_checked(piece, buffer, good);
+        });
+    }
+
+    fn hash_checked(self: &Rc<Self>, piece: ValidPieceIndex, buffer: Vec<u8>, good: bool) {
         {
             let mut state = self.state.borrow_mut();
             let Some(scheduler) = state.scheduler.as_mut() else {
@@ -368,7 +383,7 @@ impl Swarm {
             swarm.state.borrow_mut().writes_pending -= 1;
             match written {
                 Ok(()) => {
-                    swarm.publish();
+                    swarm.publish_now_and_then();
                     swarm.finish_if_done();
                 }
                 Err(e) => swarm.fail(format!("cannot save the file: {e}")),
@@ -378,6 +393,7 @@ impl Swarm {
 
     fn finish_if_done(&self) {
         if self.is_complete() {
+            self.publish();
             if let Some(finished) = self.finished.borrow_mut().take() {
                 let _ = finished.send(Ok(()));
             }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use mtorrent_shared::tracker::{Announce, AnnounceEvent, PeerAddress, ToTracker};
 use mtorrent_shared::wire::{BlockRequest, Handshake, Message};
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
-use mtorrent_web_peer::{FileHasher, MtorrentSummary};
+use mtorrent_web_peer::{build_mtorrent, FileHasher, MtorrentSummary};
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -56,6 +56,37 @@ fn the_browser_hasher_builds_the_native_mtorrent() {
         .unwrap_or_else(|_| panic!("the .mtorrent parses"));
     assert_eq!(summary.info_hash(), GOLDEN_INFO_HASH);
     assert_eq!(summary.piece_count(), 3);
+}
+
+#[test]
+fn hashes_computed_elsewhere_build_the_same_mtorrent() {
+    let data = sample(1_300_000);
+    let hashes: Vec<u8> = data
+        .chunks(524_288)
+        .flat_map(|piece| mtorrent_shared::PieceHash::of(piece).0)
+        .collect();
+    let document = build_mtorrent(
+        "golden.bin".into(),
+        data.len() as f64,
+        &hashes,
+        TRACKERS[0].into(),
+        TRACKERS[1].into(),
+    )
+    .unwrap_or_else(|_| panic!("a valid .mtorrent"));
+    let built = Metainfo::from_json(document.as_bytes()).unwrap();
+    assert_eq!(built.info_hash().to_hex(), GOLDEN_INFO_HASH);
+    // Errors are JavaScript objects: only a browser can make one.
+    #[cfg(target_arch = "wasm32")]
+    {
+        let refused = build_mtorrent(
+            "golden.bin".into(),
+            data.len() as f64,
+            &hashes[..40],
+            TRACKERS[0].into(),
+            TRACKERS[1].into(),
+        );
+        assert!(refused.is_err());
+    }
 }
 
 #[test]

@@ -110,6 +110,7 @@ async fn main() -> Result<()> {
     browser.choose_file("share-file", &file).await;
     browser.wait_for_state("share-status", &["seeding"]).await;
     let page_hashing = mb / seconds_of(&browser, "share-status").await?;
+    eprintln!("page hashing: {page_hashing:.0} MB/s");
     let document = browser
         .eval("return document.getElementById('share-mtorrent').dataset.document;")
         .await;
@@ -129,6 +130,7 @@ async fn main() -> Result<()> {
         .await;
     browser.wait_for_state("download-status", &["done"]).await;
     let page_download = mb / seconds_of(&browser, "download-status").await?;
+    eprintln!("page download: {page_download:.0} MB/s");
     let digest = browser.sha1_of_link("download-save").await;
     let expected = mtorrent_shared::PieceHash::of(&std::fs::read(&file)?);
     ensure!(
