@@ -30,8 +30,8 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
             None => return Ok(ExitCode::SUCCESS),
         },
     };
-    let entry = match catalog.get(info_hash)? {
-        Some(entry) if entry.path == path => entry,
+    let (entry, fresh) = match catalog.get(info_hash)? {
+        Some(entry) if entry.path == path => (entry, false),
         Some(entry) => bail!(
             "{} is already in the catalog at {} (use `mtorrent remove` first)",
             metainfo.name(),
@@ -54,14 +54,14 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
                 error: None,
             };
             catalog.add(&entry)?;
-            entry
+            (entry, true)
         }
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let node = start_node(&args.peer).await?;
         let mut supervisor = Supervisor::new(catalog, locks, node, false);
-        let torrent = supervisor.start(&entry, lock)?;
+        let torrent = supervisor.start(&entry, lock, fresh)?;
         if !torrent.is_complete() && !torrent.is_downloading() {
             bail!(
                 "{} changed on disk and no longer matches its .mtorrent (see `mtorrent list`)",

@@ -50,15 +50,15 @@ pub fn reverify(path: &Path, metainfo: &Metainfo, claimed: &Bitfield) -> Result<
 
 /// Prepares a catalog entry for the node. A download's pieces are all checked on disk before
 /// they are trusted (pieces verified after the last save are found again, never fetched
-/// twice). A file served as it is is checked again if its size or modification time changed:
+/// twice), unless the download is `fresh`: its file was just created, empty. A file served as it is is checked again if its size or modification time changed:
 /// only the pieces that still match are served, and it is never written to.
-pub fn prepare_torrent(catalog: &Catalog, entry: &Entry) -> Result<Arc<Torrent>> {
+pub fn prepare_torrent(catalog: &Catalog, entry: &Entry, fresh: bool) -> Result<Arc<Torrent>> {
     let lengths = entry.metainfo.lengths();
     let info_hash = entry.metainfo.info_hash();
     let downloading = entry.state == EntryState::Downloading;
     let stamp = FileStamp::of(&entry.path).ok();
     let trusted = !downloading && stamp.is_some() && stamp == entry.stamp;
-    let have = if trusted && entry.verified.is_complete() {
+    let have = if trusted && entry.verified.is_complete() || fresh && downloading {
         entry.verified.clone()
     } else {
         let have = reverify(

@@ -57,9 +57,10 @@ impl Supervisor {
         }
     }
 
-    /// Starts serving or downloading `entry`, whose lock the caller took.
-    pub fn start(&mut self, entry: &Entry, lock: Lock) -> Result<Arc<Torrent>> {
-        let torrent = prepare_torrent(&self.catalog, entry)?;
+    /// Starts serving or downloading `entry`, whose lock the caller took; `fresh` for a
+    /// download whose file was just created (nothing on disk to check).
+    pub fn start(&mut self, entry: &Entry, lock: Lock, fresh: bool) -> Result<Arc<Torrent>> {
+        let torrent = prepare_torrent(&self.catalog, entry, fresh)?;
         let register = torrent.is_complete().then(|| entry.metainfo.to_json());
         self.node.add(torrent.clone(), register);
         let saved = torrent
@@ -108,18 +109,31 @@ impl Supervisor {
 
     /// Steps until the download of `info_hash` is complete and saved.
     pub async fn run_until_complete(&mut self, info_hash: InfoHash) -> Result<()> {
+        let Some(torrent) = self.active.get(&info_hash).map(|a| a.torrent.clone()) else {
+            anyhow::bail!("the download is not running");
+        };
+        let mut progress = torrent.watch_progress();
         loop {
-            self.step()?;
+            tokio::task::block_in_place(|| self.step())?;
             let Some(active) = self.active.get(&info_hash) else {
                 anyhow::bail!("the download was removed from the catalog");
             };
             if active.saved.is_none() || active.torrent.is_complete() && self.saved(info_hash) {
                 return Ok(());
             }
-            let mut progress = active.torrent.watch_progress();
-            tokio::select! {
-                _ = progress.changed() => {}
-                () = tokio::time::sleep(STEP) => {}
+            // Progress is saved every step, not every piece (each save syncs the file and the
+            // catalog), but completion is acted on at once.
+            let next_step = tokio::time::Instant::now() + STEP;
+            loop {
+                tokio::select! {
+                    changed = progress.changed() => {
+                        changed.context("the download stopped")?;
+                        if torrent.is_complete() {
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(next_step) => break,
+                }
             }
         }
     }
@@ -128,7 +142,7 @@ impl Supervisor {
     pub async fn run_until_signal(&mut self) -> Result<()> {
         let mut signal = std::pin::pin!(shutdown_signal());
         loop {
-            self.step()?;
+            tokio::task::block_in_place(|| self.step())?;
             tokio::select! {
                 () = &mut signal => break,
                 () = tokio::time::sleep(STEP) => {}
@@ -166,7 +180,7 @@ impl Supervisor {
         let Some(entry) = self.catalog.get(info_hash)? else {
             return Ok(());
         };
-        match self.start(&entry, lock) {
+        match self.start(&entry, lock, false) {
             Ok(torrent) => {
                 let what = if torrent.is_downloading() {
                     "downloading"
@@ -234,7 +248,7 @@ impl Supervisor {
                 continue;
             };
             let lock = active._lock;
-            if let Err(e) = tokio::task::block_in_place(|| self.start(&entry, lock)) {
+            if let Err(e) = self.start(&entry, lock, false) {
                 eprintln!("error: {}: {e:#}", entry.path.display());
                 self.failed.insert(info_hash);
                 self.catalog
