@@ -83,11 +83,12 @@ fn a_shared_file_changed_on_disk_is_verified_again_and_its_bad_pieces_never_serv
     let finished = get(&dir, "leecher", &mtorrent).success();
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
     assert_eq!(number_after(&finished.stdout(), "pieces fetched, "), 0);
-    wait_for_log(&changed, "changed on disk");
+    wait_for_log(&changed, "pieces no longer match");
     let listed = list(&dir, "changed");
     assert!(
         listed.contains("failed") && listed.contains("1 of 8 pieces no longer match"),
-        "{listed}"
+        "{listed}\n{}",
+        changed.log()
     );
     assert_eq!(
         std::fs::read(dir.join("changed/data.bin")).unwrap(),
