@@ -16,6 +16,10 @@ use crate::clock;
 use crate::events::{EventSink, PeerEvent};
 use crate::store::PieceStore;
 
+/// Verified pieces waiting to be written at most: beyond, no more blocks are requested until
+/// the store catches up, so a slow disk never makes the page hold the file in memory.
+const MAX_PENDING_WRITES: u32 = 16;
+
 /// What a swarm tells one connection task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerCommand {
@@ -263,14 +267,15 @@ impl Swarm {
         wake_all(&state);
     }
 
-    /// The next block to request from `key`, if any.
+    /// The next block to request from `key`, if any (none while too many verified pieces wait
+    /// to be written).
     pub fn next_request(&self, key: PeerKey) -> Option<BlockRef> {
         let now = clock::now();
-        self.state
-            .borrow_mut()
-            .scheduler
-            .as_mut()?
-            .next_request(key, now)
+        let mut state = self.state.borrow_mut();
+        if state.writes_pending >= MAX_PENDING_WRITES {
+            return None;
+        }
+        state.scheduler.as_mut()?.next_request(key, now)
     }
 
     /// A peer refused a request.
@@ -380,7 +385,13 @@ impl Swarm {
         let offset = self.metainfo.lengths().piece_offset(piece);
         wasm_bindgen_futures::spawn_local(async move {
             let written = swarm.store.write(offset, &buffer).await;
-            swarm.state.borrow_mut().writes_pending -= 1;
+            drop(buffer);
+            {
+                let mut state = swarm.state.borrow_mut();
+                state.writes_pending -= 1;
+                // Requests paused for the store may resume.
+                wake_all(&state);
+            }
             match written {
                 Ok(()) => {
                     swarm.publish_now_and_then();

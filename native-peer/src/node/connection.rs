@@ -138,7 +138,10 @@ impl Connection {
                     match self.torrent.read_for_upload(block, &mut data) {
                         Ok(()) => self.session.send_piece(block, Bytes::from(data)),
                         Err(e) => {
-                            tracing::warn!("not serving a requested block: {e}");
+                            // A changed file is re-verified by its owner: expected, not alarming.
+                            if !matches!(e, super::UploadError::Changed) {
+                                tracing::warn!("not serving a requested block: {e}");
+                            }
                             self.session.reject(block);
                         }
                     }
