@@ -176,16 +176,64 @@ dropZone.addEventListener("drop", (event) => {
 
 // --- Downloading ---
 
-/** A store writing to a file in the Origin Private File System, in order. */
+/** A store writing to a file in the Origin Private File System through a worker (in place,
+ * with a synchronous access handle), or, where workers cannot, through a writable stream. */
 async function privateFileStore(name) {
   const root = await navigator.storage.getDirectory();
   const handle = await root.getFileHandle(name, { create: true });
+  try {
+    return await workerFileStore(handle, name);
+  } catch {
+    return await streamFileStore(handle);
+  }
+}
+
+async function workerFileStore(handle, name) {
+  const worker = new Worker("opfs-worker.js");
+  const pending = [];
+  let failure;
+  const next = () => new Promise((resolve, reject) => pending.push({ resolve, reject }));
+  worker.onmessage = (event) => {
+    const waiter = pending.shift();
+    if (event.data.error) {
+      failure = new Error(event.data.error);
+      waiter?.reject(failure);
+    } else {
+      waiter?.resolve();
+    }
+  };
+  worker.onerror = (event) => { failure = new Error(event.message); pending.splice(0).forEach((w) => w.reject(failure)); };
+  const opened = next();
+  worker.postMessage({ open: name });
+  await opened;
+  return {
+    file: async () => {
+      const closed = next();
+      worker.postMessage({ close: true });
+      await closed;
+      worker.terminate();
+      return handle.getFile();
+    },
+    abort: () => worker.terminate(),
+    store: {
+      read: () => Promise.reject(new Error("a download is read only once it is complete")),
+      write: (offset, data) => {
+        if (failure) return Promise.reject(failure);
+        const written = next();
+        // The buffer moves to the worker: no copy.
+        worker.postMessage({ offset, data: data.buffer }, [data.buffer]);
+        return written;
+      },
+    },
+  };
+}
+
+async function streamFileStore(handle) {
   const writable = await handle.createWritable({ keepExistingData: false });
   let queue = Promise.resolve();
   return {
-    handle,
-    writable,
-    drained: () => queue,
+    file: async () => { await queue; await writable.close(); return handle.getFile(); },
+    abort: () => writable.abort().catch(() => {}),
     store: {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: (offset, data) => (queue = queue.then(() => writable.write({ type: "write", position: offset, data }))),
@@ -256,9 +304,7 @@ async function download(bytes) {
   try {
     await peer.download(bytes, opfs.store);
     setStatus(status, `Every piece of ${name} is verified; saving it…`, "saving");
-    await opfs.drained();
-    await opfs.writable.close();
-    const file = await opfs.handle.getFile();
+    const file = await opfs.file();
     const seconds = (performance.now() - started) / 1000;
     const save = $("download-save");
     save.href = URL.createObjectURL(file);
@@ -274,7 +320,7 @@ async function download(bytes) {
       write: async () => { throw new Error("a downloaded file is never written again"); },
     });
   } catch (e) {
-    await opfs.writable.abort().catch(() => {});
+    opfs.abort();
     setStatus(status, `The download of ${name} stopped: ${e.message ?? e}`, "error");
   } finally {
     clearInterval(noPeerTimer);
