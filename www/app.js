@@ -176,69 +176,55 @@ dropZone.addEventListener("drop", (event) => {
 
 // --- Downloading ---
 
-/** A store writing to a file in the Origin Private File System through a worker (in place,
- * with a synchronous access handle), or, where workers cannot, through a writable stream. */
-async function privateFileStore(name) {
-  const root = await navigator.storage.getDirectory();
-  const handle = await root.getFileHandle(name, { create: true });
-  try {
-    return await workerFileStore(handle, name);
-  } catch {
-    return await streamFileStore(handle);
-  }
+/** Downloads `bytes` (a .mtorrent) into the private file `name` in a worker, off the page's
+ * main thread; the peer's events go to `onPeerEvent`. Returns {finished: Promise<File>, stop}. */
+function workerDownload(bytes, name) {
+  const worker = new Worker("download-worker.js", { type: "module" });
+  let stop;
+  const finished = new Promise((resolve, reject) => {
+    stop = () => { worker.terminate(); reject(new Error("the download was stopped")); };
+    worker.onmessage = async (event) => {
+      const message = event.data;
+      if (message.event) {
+        onPeerEvent(message.event);
+      } else if (message.done) {
+        worker.terminate();
+        const root = await navigator.storage.getDirectory();
+        resolve(await (await root.getFileHandle(name)).getFile());
+      } else if (message.error) {
+        worker.terminate();
+        reject(new Error(message.error));
+      }
+    };
+    worker.onerror = (event) => { worker.terminate(); reject(new Error(event.message)); };
+  });
+  worker.postMessage({ start: { document: bytes, file: name } });
+  return { finished, stop };
 }
 
-async function workerFileStore(handle, name) {
-  const worker = new Worker("opfs-worker.js");
-  const pending = [];
-  let failure;
-  const next = () => new Promise((resolve, reject) => pending.push({ resolve, reject }));
-  worker.onmessage = (event) => {
-    const waiter = pending.shift();
-    if (event.data.error) {
-      failure = new Error(event.data.error);
-      waiter?.reject(failure);
-    } else {
-      waiter?.resolve();
-    }
-  };
-  worker.onerror = (event) => { failure = new Error(event.message); pending.splice(0).forEach((w) => w.reject(failure)); };
-  const opened = next();
-  worker.postMessage({ open: name });
-  await opened;
-  return {
-    file: async () => {
-      const closed = next();
-      worker.postMessage({ close: true });
-      await closed;
-      worker.terminate();
+/** The same on the page's main thread, for browsers without module workers. */
+function pageDownload(bytes, name) {
+  let stopped = false;
+  const infoHash = MtorrentSummary.parse(bytes).infoHash;
+  const finished = (async () => {
+    const root = await navigator.storage.getDirectory();
+    const handle = await root.getFileHandle(name, { create: true });
+    const writable = await handle.createWritable({ keepExistingData: false });
+    let queue = Promise.resolve();
+    try {
+      await peer.download(bytes, {
+        read: () => Promise.reject(new Error("a download is read only once it is complete")),
+        write: (offset, data) => (queue = queue.then(() => writable.write({ type: "write", position: offset, data }))),
+      });
+      await queue;
+      await writable.close();
       return handle.getFile();
-    },
-    abort: () => worker.terminate(),
-    store: {
-      read: () => Promise.reject(new Error("a download is read only once it is complete")),
-      write: (offset, data) => {
-        if (failure) return Promise.reject(failure);
-        const written = next();
-        // The buffer moves to the worker: no copy.
-        worker.postMessage({ offset, data: data.buffer }, [data.buffer]);
-        return written;
-      },
-    },
-  };
-}
-
-async function streamFileStore(handle) {
-  const writable = await handle.createWritable({ keepExistingData: false });
-  let queue = Promise.resolve();
-  return {
-    file: async () => { await queue; await writable.close(); return handle.getFile(); },
-    abort: () => writable.abort().catch(() => {}),
-    store: {
-      read: () => Promise.reject(new Error("a download is read only once it is complete")),
-      write: (offset, data) => (queue = queue.then(() => writable.write({ type: "write", position: offset, data }))),
-    },
-  };
+    } catch (e) {
+      await writable.abort().catch(() => {});
+      throw e;
+    }
+  })();
+  return { finished, stop: () => { if (!stopped) { stopped = true; peer.stop(infoHash); } } };
 }
 
 let currentDownload;
@@ -256,21 +242,13 @@ async function download(bytes) {
     setStatus(status, e.message ?? String(e), "error");
     return;
   }
-  if (currentDownload) peer.stop(currentDownload);
-  currentDownload = summary.infoHash;
+  currentDownload?.stop();
   const name = summary.name;
   const size = summary.size;
   setStatus(status, `Looking for peers that have ${name} (${humanSize(size)})…`, "downloading");
   progress.hidden = false;
   progress.value = 0;
   $("download-stats").hidden = false;
-  let opfs;
-  try {
-    opfs = await privateFileStore(`${summary.infoHash}.part`);
-  } catch (e) {
-    setStatus(status, `Cannot store the download in this browser: ${e.message ?? e}`, "error");
-    return;
-  }
   const started = performance.now();
   let lastBytes = 0, lastTime = started, peers = 0, seenPeer = false;
   const noPeerTimer = setInterval(() => {
@@ -301,10 +279,10 @@ async function download(bytes) {
       warnings.append(item);
     }
   });
+  const run = (window.Worker ? workerDownload : pageDownload)(bytes, `${summary.infoHash}.part`);
+  currentDownload = run;
   try {
-    await peer.download(bytes, opfs.store);
-    setStatus(status, `Every piece of ${name} is verified; saving it…`, "saving");
-    const file = await opfs.file();
+    const file = await run.finished;
     const seconds = (performance.now() - started) / 1000;
     const save = $("download-save");
     save.href = URL.createObjectURL(file);
@@ -320,8 +298,8 @@ async function download(bytes) {
       write: async () => { throw new Error("a downloaded file is never written again"); },
     });
   } catch (e) {
-    opfs.abort();
-    setStatus(status, `The download of ${name} stopped: ${e.message ?? e}`, "error");
+    // A download replaced by another one says nothing.
+    if (currentDownload === run) setStatus(status, `The download of ${name} stopped: ${e.message ?? e}`, "error");
   } finally {
     clearInterval(noPeerTimer);
   }
