@@ -16,12 +16,12 @@ async function download({ document, file }) {
     handle.truncate(0);
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
-      write: (offset, data) => {
+      writeNow: (offset, data) => {
         for (let done = 0; done < data.byteLength;) {
           done += handle.write(data.subarray(done), { at: offset + done });
         }
-        return Promise.resolve();
       },
+      write: () => Promise.reject(new Error("writeNow is used")),
     };
     await peer.download(document, store);
     handle.flush();

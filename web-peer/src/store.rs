@@ -14,6 +14,9 @@ export interface PieceStore {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Writes `data` at `offset`. Writes complete in the order they are made. */
   write(offset: number, data: Uint8Array): Promise<void>;
+  /** Optional, preferred: writes `data` at `offset` before returning (and keeps no reference to
+   * it: it is a view into WebAssembly memory). */
+  writeNow?(offset: number, data: Uint8Array): void;
 }
 "#;
 
@@ -28,6 +31,9 @@ extern "C" {
 
     #[wasm_bindgen(method, catch, js_name = write)]
     fn write_js(this: &PieceStore, offset: f64, data: Uint8Array) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method, getter, js_name = writeNow)]
+    fn write_now_js(this: &PieceStore) -> JsValue;
 }
 
 impl PieceStore {
@@ -47,6 +53,20 @@ impl PieceStore {
 
     /// Writes `data` at `offset`.
     pub async fn write(&self, offset: u64, data: &[u8]) -> Result<(), String> {
+        if let Some(write_now) = self.write_now_js().dyn_ref::<js_sys::Function>() {
+            // A synchronous writer may read the bytes in place, in WebAssembly's memory: the
+            // view is used up before anything here can move or free them.
+            let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
+            let view = Uint8Array::new_with_byte_offset_and_length(
+                &memory.buffer(),
+                data.as_ptr() as u32,
+                data.len() as u32,
+            );
+            write_now
+                .call2(self, &JsValue::from_f64(offset as f64), &view)
+                .map_err(describe)?;
+            return Ok(());
+        }
         let array = Uint8Array::new_with_length(data.len() as u32);
         array.copy_from(data);
         let promise = self.write_js(offset as f64, array).map_err(describe)?;
