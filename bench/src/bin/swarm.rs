@@ -303,12 +303,12 @@ fn run_iperf3_client(port: u16) -> Result<String> {
     bail!("the iperf3 server never accepted a connection on port {port}")
 }
 
-/// `end.sum_received.bits_per_second` of an iperf3 JSON report (the only `sum_received`).
+/// `end.sum_received.bits_per_second` of an iperf3 JSON report.
 fn iperf3_received_bits_per_second(report: &str) -> Option<f64> {
-    json_number(
-        &report[report.find("\"sum_received\"")?..],
-        "bits_per_second",
-    )
+    serde_json::from_str::<serde_json::Value>(report)
+        .ok()?
+        .pointer("/end/sum_received/bits_per_second")?
+        .as_f64()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -735,16 +735,12 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     Ok(body.to_owned())
 }
 
-/// The number after the first `"key":` in a JSON text; enough for the flat, known reports read
-/// here (tracker stats, iperf3) without a JSON parser.
+/// The number at top-level field `key` of a JSON object (tracker statistics).
 fn json_number(text: &str, key: &str) -> Option<f64> {
-    let quoted = format!("\"{key}\"");
-    let after = &text[text.find(&quoted)? + quoted.len()..];
-    let value = after.trim_start().strip_prefix(':')?.trim_start();
-    let end = value
-        .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
-        .unwrap_or(value.len());
-    value[..end].parse().ok()
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get(key)?
+        .as_f64()
 }
 
 /// A path as the UTF-8 string an argument list of `peak_measure` takes.
