@@ -20,6 +20,11 @@ pub struct Trackers {
 impl Trackers {
     /// Starts tracker 1, then tracker 2 as its twin; both serve the page.
     pub fn start(dir: &Dir) -> Self {
+        Self::start_logging_in(dir.path())
+    }
+
+    /// [`Trackers::start`], their logs in `logs`.
+    pub fn start_logging_in(logs: &Path) -> Self {
         let www = crate::www_dir().to_string_lossy().into_owned();
         let one = Process::start(
             "mtorrent-tracker",
@@ -31,7 +36,7 @@ impl Trackers {
                 "--www",
                 &www,
             ],
-            &dir.join("tracker-1.log"),
+            &logs.join("tracker-1.log"),
         );
         let twin = one.ws_url();
         let two = Process::start(
@@ -46,7 +51,7 @@ impl Trackers {
                 "--www",
                 &www,
             ],
-            &dir.join("tracker-2.log"),
+            &logs.join("tracker-2.log"),
         );
         Self { one, two }
     }

@@ -1,7 +1,6 @@
 //! The native peer: share, get from several peers, the catalog, failover.
 
 use mtorrent_e2e::command::Dir;
-use mtorrent_e2e::process::Process;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::{
     get, get_and_seed, number_after, share, share_with, wait_until_file_equals, Trackers,
@@ -116,21 +115,14 @@ fn a_killed_download_resumes_without_fetching_verified_pieces_again() {
     let data = random_bytes(16 << 20, 6);
     let pieces = 32;
     // A slow seeder, so the download can be interrupted halfway.
-    let home = dir.join("seeder");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("data.bin"), &data).unwrap();
-    let mut args: Vec<String> = vec![
-        "share".into(),
-        home.join("data.bin").to_string_lossy().into(),
-        "-o".into(),
-        dir.join("data.bin.mtorrent").to_string_lossy().into(),
-        "--catalog".into(),
-        home.join("catalog.sqlite").to_string_lossy().into(),
-        "--max-upload-rate".into(),
-        "4000000".into(),
-    ];
-    args.extend(trackers.args());
-    let _seeder = Process::start("mtorrent", args, &dir.join("seeder.log"));
+    let _seeder = share_with(
+        &dir,
+        "seeder",
+        "data.bin",
+        &data,
+        &trackers,
+        &["--max-upload-rate", "4000000"],
+    );
 
     let mtorrent = dir.join("data.bin.mtorrent");
     let mut leecher = get_and_seed(&dir, "leecher", &mtorrent);

@@ -19,6 +19,7 @@ use clap::Parser;
 use mtorrent_bench::{generate_file, parse_size, peak_measure, sibling_binary};
 use mtorrent_e2e::browser::Browser;
 use mtorrent_e2e::process::Process;
+use mtorrent_e2e::swarm::Trackers;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -31,8 +32,6 @@ struct Options {
     #[arg(long)]
     dir: Option<PathBuf>,
 }
-
-const TWIN_SECRET: &str = "browser-benchmark-twin-secret";
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
@@ -76,36 +75,10 @@ async fn main() -> Result<()> {
         www.join("pkg/mtorrent_web_peer.js").is_file(),
         "the browser peer is not built: run scripts/build-web.sh"
     );
-    let www = www.to_string_lossy().into_owned();
     let log = |name: &str| dir.path().join(format!("{name}.log"));
-    let one = Process::start(
-        "mtorrent-tracker",
-        [
-            "--listen",
-            "127.0.0.1:0",
-            "--twin-secret",
-            TWIN_SECRET,
-            "--www",
-            &www,
-        ],
-        &log("tracker-1"),
-    );
-    let two = Process::start(
-        "mtorrent-tracker",
-        [
-            "--listen",
-            "127.0.0.1:0",
-            "--twin-secret",
-            TWIN_SECRET,
-            "--www",
-            &www,
-            "--twin",
-            &one.ws_url(),
-        ],
-        &log("tracker-2"),
-    );
+    let trackers = Trackers::start_logging_in(dir.path());
     let browser = Browser::start().await;
-    browser.open(&format!("http://{}/", one.addr())).await;
+    browser.open(&trackers.page_url()).await;
 
     eprintln!("hashing in the page");
     browser.choose_file("share-file", &file).await;
@@ -137,7 +110,7 @@ async fn main() -> Result<()> {
 
     eprintln!("downloading in the page from 3 native seeders");
     let seeders: Vec<Process> = (1..=3)
-        .map(|n| seeder(n, &file, dir.path(), [&one.ws_url(), &two.ws_url()], &log))
+        .map(|n| seeder(n, &file, dir.path(), &trackers, &log))
         .collect();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     browser
@@ -190,27 +163,21 @@ fn seeder(
     n: u32,
     file: &Path,
     dir: &Path,
-    trackers: [&str; 2],
+    trackers: &Trackers,
     log: &dyn Fn(&str) -> PathBuf,
 ) -> Process {
     let catalog = dir.join(format!("seed{n}.sqlite"));
     let out = dir.join(format!("seed{n}.mtorrent"));
-    Process::start(
-        "mtorrent",
-        [
-            "share".as_ref(),
-            file.as_os_str(),
-            "-o".as_ref(),
-            out.as_os_str(),
-            "--catalog".as_ref(),
-            catalog.as_os_str(),
-            "--tracker".as_ref(),
-            trackers[0].as_ref(),
-            "--tracker".as_ref(),
-            trackers[1].as_ref(),
-        ],
-        &log(&format!("seed{n}")),
-    )
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "share".into(),
+        file.into(),
+        "-o".into(),
+        out.into(),
+        "--catalog".into(),
+        catalog.into(),
+    ];
+    args.extend(trackers.args().into_iter().map(Into::into));
+    Process::start("mtorrent", args, &log(&format!("seed{n}")))
 }
 
 /// The seconds the page recorded on element `id`.
