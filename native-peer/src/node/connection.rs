@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::rate::RateLimit;
-use super::torrent::{PeerCommand, Torrent};
+use super::torrent::{PeerCommand, StopSignal, Torrent};
 
 /// The largest WebSocket message a peer may send: one peer-wire frame.
 pub const MAX_WS_MESSAGE: usize = mtorrent_shared::wire::MAX_FRAME_LEN + 4;
@@ -32,6 +32,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut connection = Connection {
+        stop: torrent.stop_signal(),
         upload_limit,
         session: PeerSession::new(
             torrent.metainfo.lengths(),
@@ -53,6 +54,7 @@ where
 }
 
 struct Connection {
+    stop: StopSignal,
     upload_limit: Option<Arc<RateLimit>>,
     torrent: Arc<Torrent>,
     session: PeerSession,
@@ -103,7 +105,7 @@ impl Connection {
                 () = tokio::time::sleep_until(deadline) => {
                     self.session.handle_timeout(self.torrent.now())?;
                 }
-                () = self.torrent.wait_stopped() => return Ok(()),
+                () = self.stop.wait() => return Ok(()),
             }
         }
     }

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 pub use rate::RateLimit;
-pub use torrent::{PeerCommand, Progress, Torrent, UploadError};
+pub use torrent::{PeerCommand, Progress, StopSignal, Torrent, UploadError};
 
 /// A running peer.
 #[derive(Debug)]
@@ -70,10 +70,11 @@ impl Node {
         let ticker = torrent;
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(Duration::from_secs(1));
+            let mut stop = ticker.stop_signal();
             loop {
                 tokio::select! {
                     _ = interval.tick() => ticker.tick(),
-                    () = ticker.wait_stopped() => return,
+                    () = stop.wait() => return,
                 }
             }
         });

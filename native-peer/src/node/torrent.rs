@@ -59,6 +59,18 @@ pub struct Progress {
     pub duplicate_blocks: u64,
 }
 
+/// Whether a torrent was stopped (see [`Torrent::stop_signal`]).
+#[derive(Debug)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    /// Resolves once the torrent is stopped (at once if it already is).
+    pub async fn wait(&mut self) {
+        // An error means the torrent is gone: stopped for good.
+        let _ = self.0.wait_for(|&stopped| stopped).await;
+    }
+}
+
 /// One downloaded or seeded file.
 #[derive(Debug)]
 pub struct Torrent {
@@ -192,11 +204,9 @@ impl Torrent {
         self.stopped.send_replace(true);
     }
 
-    /// Resolves once [`Torrent::stop`] is called.
-    pub async fn wait_stopped(&self) {
-        let mut stopped = self.stopped.subscribe();
-        // The sender lives in `self`, so waiting cannot fail while it is borrowed.
-        let _ = stopped.wait_for(|&stopped| stopped).await;
+    /// A signal that [`Torrent::stop`] was called; a loop keeps one and waits on it each turn.
+    pub fn stop_signal(&self) -> StopSignal {
+        StopSignal(self.stopped.subscribe())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -41,6 +41,7 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
     let mut progress = torrent.watch_progress();
     let mut socket: Option<TrackerSocket> = None;
     let mut stopping = false;
+    let mut stop = torrent.stop_signal();
     loop {
         // Events first: answering them (signals) queues messages sent just below.
         while let Some(event) = announcer.poll_event() {
@@ -131,7 +132,7 @@ pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<S
                 announcer.set_left(info_hash, left(&torrent), now());
             }
             () = tokio::time::sleep_until(wake) => announcer.handle_timeout(now()),
-            () = torrent.wait_stopped() => {
+            () = stop.wait(), if !stopping => {
                 // Leave the swarm, if the tracker is connected, then end.
                 announcer.remove_swarm(info_hash, now());
                 stopping = true;
