@@ -15,9 +15,7 @@ log() { printf 'bench-deps: %s\n' "$*" >&2; }
 commands=(iperf3 aria2c mktorrent node npm /usr/bin/time)
 packages=(iperf3 aria2 mktorrent nodejs npm time)
 
-as_root() {
-  if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
-}
+source scripts/apt.sh
 
 missing=()
 for i in "${!commands[@]}"; do
@@ -25,9 +23,8 @@ for i in "${!commands[@]}"; do
 done
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -q >&2
   # iperf3 asks whether to start a daemon; noninteractive takes the default (no).
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+  apt_install "${missing[@]}"
 else
   log "commands: all present (${commands[*]})"
 fi

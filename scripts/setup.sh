@@ -13,9 +13,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # its WebDriver for the browser tests.
 packages=(time openssl coreutils python3 ca-certificates gcc pkg-config chromium chromium-driver)
 
-as_root() {
-  if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
-}
+source scripts/apt.sh
 
 missing=()
 for package in "${packages[@]}"; do
@@ -24,8 +22,7 @@ for package in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -q >&2
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
+  apt_install "${missing[@]}"
 else
   log "Debian packages: all present"
 fi
