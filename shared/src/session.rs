@@ -26,14 +26,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::wire::{BlockRequest, Handshake, Message, PROTOCOL_VERSION};
+use crate::wire::{BlockRequest, Handshake, Message, PieceHeader, PROTOCOL_VERSION};
 use crate::{Bitfield, BitfieldError, BlockRef, InfoHash, Lengths, PeerId, ValidPieceIndex};
 
 /// Settings of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     /// How many of the peer's requests we accept outstanding at once (announced in our
-    /// handshake); more are rejected.
+    /// handshake); more are rejected. 16 blocks of 256 KiB: at most 4 MiB queued per peer.
     pub max_requests_accepted: u16,
     /// Send a keep-alive after this long without sending anything.
     pub keepalive_interval: Duration,
@@ -44,7 +44,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
-            max_requests_accepted: 64,
+            max_requests_accepted: 16,
             keepalive_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
         }
@@ -220,6 +220,23 @@ impl PeerSession {
 
     /// Handles one message from the peer.
     pub fn handle_message(&mut self, now: Duration, message: Message) -> Result<(), SessionError> {
+        if let Message::Piece {
+            piece,
+            offset,
+            data,
+        } = message
+        {
+            let header = PieceHeader {
+                piece,
+                offset,
+                data_len: data.len(),
+            };
+            if let Some(block) = self.handle_piece_header(now, header)? {
+                self.events
+                    .push_back(SessionEvent::BlockReceived { block, data });
+            }
+            return Ok(());
+        }
         self.last_received = now;
         let Some(_) = self.peer else {
             return self.handle_handshake(message);
@@ -277,25 +294,34 @@ impl PeerSession {
                     self.events.push_back(SessionEvent::RequestRejected(block));
                 }
             }
-            Message::Piece {
-                piece,
-                offset,
-                data,
-            } => {
-                let block = self.block(BlockRequest {
-                    piece,
-                    offset,
-                    length: data.len() as u32,
-                })?;
-                // A block we no longer wait for (cancelled, or voided by a choke) may still
-                // cross our message on the wire: drop it quietly.
-                if self.requested.remove(&block) {
-                    self.events
-                        .push_back(SessionEvent::BlockReceived { block, data });
-                }
-            }
+            Message::Piece { .. } => unreachable!("handled by handle_piece_header"),
         }
         Ok(())
+    }
+
+    /// Handles a Piece message whose data stays where it arrived (see
+    /// [`crate::wire::peek_piece_frame`]): as [`Self::handle_message`] would, except that no
+    /// [`SessionEvent::BlockReceived`] is raised. The block is returned instead if we were
+    /// waiting for it, and the caller takes its data; `None` if not (cancelled, or voided by a
+    /// choke, it may still cross our message on the wire), and the data is dropped.
+    pub fn handle_piece_header(
+        &mut self,
+        now: Duration,
+        header: PieceHeader,
+    ) -> Result<Option<BlockRef>, SessionError> {
+        self.last_received = now;
+        if self.peer.is_none() {
+            return Err(SessionError::HandshakeOrder);
+        }
+        if self.peer_bitfield.is_none() {
+            return Err(SessionError::BitfieldMissing);
+        }
+        let block = self.block(BlockRequest {
+            piece: header.piece,
+            offset: header.offset,
+            length: header.data_len as u32,
+        })?;
+        Ok(self.requested.remove(&block).then_some(block))
     }
 
     fn handle_handshake(&mut self, message: Message) -> Result<(), SessionError> {

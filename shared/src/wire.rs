@@ -54,8 +54,17 @@ pub const HANDSHAKE_MAGIC: [u8; 8] = *b"mtorrent";
 /// The largest bitfield: one bit per piece of the largest file allowed.
 pub const MAX_BITFIELD_BYTES: usize = (MAX_FILE_SIZE / PIECE_SIZE as u64 / 8) as usize;
 
-/// The largest frame body (tag and payload, without the length prefix).
-pub const MAX_FRAME_LEN: usize = 1 + MAX_BITFIELD_BYTES;
+/// The largest frame body (tag and payload, without the length prefix): a full bitfield, or
+/// a Piece carrying a whole block.
+pub const MAX_FRAME_LEN: usize = {
+    let bitfield = 1 + MAX_BITFIELD_BYTES;
+    let piece = 1 + 4 + 4 + BLOCK_SIZE as usize;
+    if bitfield > piece {
+        bitfield
+    } else {
+        piece
+    }
+};
 
 const LEN_PREFIX: usize = 4;
 const HANDSHAKE_LEN: usize = 8 + 2 + 20 + 20 + 2;
@@ -318,6 +327,39 @@ pub fn encode_piece_header(piece: u32, offset: u32, data_len: usize, out: &mut i
 /// The size of a Piece frame's header, length prefix included: what
 /// [`encode_piece_header`] writes.
 pub const PIECE_FRAME_HEADER_LEN: usize = LEN_PREFIX + 1 + PIECE_HEADER_LEN;
+
+/// Which block a Piece frame carries, read from its header alone: its data is the rest of the
+/// frame, from byte [`PIECE_FRAME_HEADER_LEN`] on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceHeader {
+    /// The piece index, as sent (not yet checked against the file).
+    pub piece: u32,
+    /// The block's offset in the piece, as sent.
+    pub offset: u32,
+    /// How many data bytes follow the header.
+    pub data_len: usize,
+}
+
+/// The header of a well-formed Piece frame that is `frame_len` bytes long in all and starts
+/// with `head`; `None` for any other frame, which [`Message::decode_frame`] then decodes (or
+/// refuses). Lets a driver copy a block once, from where it arrived (a browser's
+/// `ArrayBuffer`, say) to where it belongs: `Some(header)` exactly when `decode_frame` would
+/// give a Piece with that block and the frame's bytes after the header as its data.
+pub fn peek_piece_frame(head: &[u8], frame_len: usize) -> Option<PieceHeader> {
+    let head = head.get(..PIECE_FRAME_HEADER_LEN)?;
+    let field = |at: usize| u32::from_be_bytes(head[at..at + 4].try_into().expect("4 bytes"));
+    let body_len = field(0) as usize;
+    let data_len = frame_len.checked_sub(PIECE_FRAME_HEADER_LEN)?;
+    let well_formed = head[LEN_PREFIX] == tag::PIECE
+        && body_len <= MAX_FRAME_LEN
+        && LEN_PREFIX + body_len == frame_len
+        && check_block_length(data_len).is_ok();
+    well_formed.then(|| PieceHeader {
+        piece: field(LEN_PREFIX + 1),
+        offset: field(LEN_PREFIX + 5),
+        data_len,
+    })
+}
 
 fn encode_block_request(tag: u8, r: &BlockRequest, out: &mut impl BufMut) {
     out.put_u8(tag);

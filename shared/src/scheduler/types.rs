@@ -19,7 +19,7 @@ impl std::fmt::Display for PeerKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerConfig {
     /// How many block requests may be outstanding at one peer. Together with the block size
-    /// it bounds the bytes in flight per peer: 32 blocks of 64 KiB is 2 MiB, enough to keep a
+    /// it bounds the bytes in flight per peer: 8 blocks of 256 KiB is 2 MiB, enough to keep a
     /// 100 MB/s link with 20 ms of round trip busy.
     pub max_in_flight_per_peer: u32,
     /// In endgame, how many peers the same block may be requested from at once (the first
@@ -35,7 +35,7 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
-            max_in_flight_per_peer: 32,
+            max_in_flight_per_peer: 8,
             endgame_max_requests_per_block: 3,
             request_timeout: Duration::from_secs(30),
             max_hash_failures: 3,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::PieceHeader;
 use crate::{PeerKey, PieceHash, Scheduler, SchedulerConfig, BLOCK_SIZE, PIECE_SIZE};
 
 const T0: Duration = Duration::ZERO;
@@ -58,6 +59,15 @@ fn block(size: u64, piece: u32, index: u32) -> BlockRef {
     let l = lengths(size);
     l.block(l.validate_piece_index(piece).unwrap(), index)
         .unwrap()
+}
+
+/// The `n`th block of the file, counting across pieces.
+fn nth_block(size: u64, n: usize) -> BlockRef {
+    let l = lengths(size);
+    (0..l.piece_count())
+        .flat_map(|piece| l.blocks(l.validate_piece_index(piece).unwrap()))
+        .nth(n)
+        .expect("the file has that many blocks")
 }
 
 #[test]
@@ -140,17 +150,55 @@ fn our_requests_respect_choking_and_the_peers_limit() {
     s.handle_message(T0, handshake(2, 7, 2)).unwrap();
     s.handle_message(T0, Message::Bitfield(Bytes::from_static(&[0b1100_0000])))
         .unwrap();
-    assert!(!s.request(block(size, 0, 0)), "choked");
+    assert!(!s.request(nth_block(size, 0)), "choked");
     s.handle_message(T0, Message::Unchoke).unwrap();
     drain(&mut s);
-    assert!(s.request(block(size, 0, 0)));
-    assert!(!s.request(block(size, 0, 0)), "already requested");
-    assert!(s.request(block(size, 0, 1)));
-    assert!(!s.request(block(size, 0, 2)), "the peer accepts two");
+    assert!(s.request(nth_block(size, 0)));
+    assert!(!s.request(nth_block(size, 0)), "already requested");
+    assert!(s.request(nth_block(size, 1)));
+    assert!(!s.request(nth_block(size, 2)), "the peer accepts two");
     assert_eq!(drain(&mut s).len(), 2);
     // A choke voids them.
     s.handle_message(T0, Message::Choke).unwrap();
     assert_eq!(s.in_flight(), 0);
+}
+
+#[test]
+fn a_piece_header_alone_gives_the_awaited_block_to_the_caller() {
+    let size = u64::from(PIECE_SIZE);
+    let b = block(size, 0, 1);
+    let header = |data_len: usize| PieceHeader {
+        piece: 0,
+        offset: b.offset,
+        data_len,
+    };
+    let full = BLOCK_SIZE as usize;
+    // Before the handshake and the bitfield, a piece is out of order.
+    let mut s = session(size, 1, Bitfield::new(1));
+    assert_eq!(
+        s.handle_piece_header(T0, header(full)),
+        Err(SessionError::HandshakeOrder)
+    );
+    s.handle_message(T0, handshake(2, 7, 2)).unwrap();
+    assert_eq!(
+        s.handle_piece_header(T0, header(full)),
+        Err(SessionError::BitfieldMissing)
+    );
+    let mut s = ready(size, Bitfield::new(1));
+    assert_eq!(s.handle_piece_header(T0, header(full)), Ok(None));
+    assert!(s.request(b));
+    assert!(matches!(
+        s.handle_piece_header(T0, header(full - 1)),
+        Err(SessionError::BadBlock { .. })
+    ));
+    assert_eq!(s.handle_piece_header(T0, header(full)), Ok(Some(b)));
+    assert_eq!(s.in_flight(), 0);
+    assert!(
+        events(&mut s).is_empty(),
+        "the caller has the block, not an event"
+    );
+    // Only once.
+    assert_eq!(s.handle_piece_header(T0, header(full)), Ok(None));
 }
 
 #[test]
@@ -188,34 +236,43 @@ fn received_blocks_must_answer_a_request() {
 
 #[test]
 fn serving_only_what_we_have_to_an_unchoked_peer_within_our_limit() {
-    let size = 2 * u64::from(PIECE_SIZE);
+    // We have every piece but the last, which gives more blocks than our limit.
+    let size = 4 * u64::from(PIECE_SIZE);
     let l = lengths(size);
-    let mut ours = Bitfield::new(2);
-    ours.set(l.validate_piece_index(0).unwrap());
+    let mut ours = Bitfield::new(4);
+    for piece in 0..3 {
+        ours.set(l.validate_piece_index(piece).unwrap());
+    }
     let mut s = ready(size, ours);
     let request =
         |s: &mut PeerSession, b: BlockRef| s.handle_message(T0, Message::Request(b.into()));
     // Choked: rejected.
-    request(&mut s, block(size, 0, 0)).unwrap();
-    assert_eq!(drain(&mut s), [Message::Reject(block(size, 0, 0).into())]);
+    request(&mut s, nth_block(size, 0)).unwrap();
+    assert_eq!(drain(&mut s), [Message::Reject(nth_block(size, 0).into())]);
     s.set_choking(false);
     drain(&mut s);
     // A piece we lack: rejected.
-    request(&mut s, block(size, 1, 0)).unwrap();
-    assert_eq!(drain(&mut s), [Message::Reject(block(size, 1, 0).into())]);
+    request(&mut s, block(size, 3, 0)).unwrap();
+    assert_eq!(drain(&mut s), [Message::Reject(block(size, 3, 0).into())]);
     // Four accepted (our limit), the fifth rejected.
     for i in 0..5 {
-        request(&mut s, block(size, 0, i)).unwrap();
+        request(&mut s, nth_block(size, i)).unwrap();
     }
     let requested: Vec<_> = events(&mut s);
     assert_eq!(requested.len(), 4);
-    assert_eq!(drain(&mut s), [Message::Reject(block(size, 0, 4).into())]);
+    assert_eq!(drain(&mut s), [Message::Reject(nth_block(size, 4).into())]);
     // Cancelled requests are not served.
-    s.handle_message(T0, Message::Cancel(block(size, 0, 0).into()))
+    s.handle_message(T0, Message::Cancel(nth_block(size, 0).into()))
         .unwrap();
-    assert!(events(&mut s).contains(&SessionEvent::RequestCancelled(block(size, 0, 0))));
-    s.send_piece(block(size, 0, 0), Bytes::from(vec![0; BLOCK_SIZE as usize]));
-    s.send_piece(block(size, 0, 1), Bytes::from(vec![1; BLOCK_SIZE as usize]));
+    assert!(events(&mut s).contains(&SessionEvent::RequestCancelled(nth_block(size, 0))));
+    s.send_piece(
+        nth_block(size, 0),
+        Bytes::from(vec![0; BLOCK_SIZE as usize]),
+    );
+    s.send_piece(
+        nth_block(size, 1),
+        Bytes::from(vec![1; BLOCK_SIZE as usize]),
+    );
     let sent = drain(&mut s);
     assert!(
         sent.iter()

@@ -127,8 +127,12 @@ fn malformed_frames_are_typed_errors() {
             WireError::BadBlockLength(0),
         ),
         (
-            vec![0, 0, 0, 13, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1],
-            WireError::BadBlockLength(65537),
+            [
+                &[0, 0, 0, 13, 8, 0, 0, 0, 0, 0, 0, 0, 0],
+                &(BLOCK_SIZE + 1).to_be_bytes()[..],
+            ]
+            .concat(),
+            WireError::BadBlockLength(BLOCK_SIZE as usize + 1),
         ),
         (
             vec![0, 0, 0, 13, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -329,6 +333,49 @@ proptest! {
             decoder.push(&bytes[..end]);
             prop_assert_eq!(decoder.next_message(), Ok(None));
         }
+    }
+
+    /// A Piece frame's header alone says what `decode_frame` would: the same block, with the
+    /// rest of the frame as its data; any other message is left to `decode_frame`.
+    #[test]
+    fn peeking_a_piece_header_agrees_with_decoding(message in any_message()) {
+        let bytes = message.to_bytes();
+        let peeked = peek_piece_frame(&bytes, bytes.len());
+        match message {
+            Message::Piece { piece, offset, data } => prop_assert_eq!(
+                peeked,
+                Some(PieceHeader { piece, offset, data_len: data.len() })
+            ),
+            _ => prop_assert_eq!(peeked, None),
+        }
+    }
+
+    /// On any bytes, peeking finds a Piece exactly when decoding does.
+    #[test]
+    fn peeking_arbitrary_bytes_agrees_with_decoding(
+        mut bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        piece_tag in any::<bool>(),
+        length_right in any::<bool>(),
+    ) {
+        // Often well-formed enough to be a Piece, so both answers are exercised.
+        if bytes.len() > LEN_PREFIX {
+            if piece_tag {
+                bytes[LEN_PREFIX] = tag::PIECE;
+            }
+            if length_right {
+                let body = (bytes.len() - LEN_PREFIX) as u32;
+                bytes[..LEN_PREFIX].copy_from_slice(&body.to_be_bytes());
+            }
+        }
+        let decoded = decode(&bytes);
+        let expected = match decoded {
+            Ok(Message::Piece { piece, offset, data }) => {
+                prop_assert_eq!(&data[..], &bytes[PIECE_FRAME_HEADER_LEN..]);
+                Some(PieceHeader { piece, offset, data_len: data.len() })
+            }
+            _ => None,
+        };
+        prop_assert_eq!(peek_piece_frame(&bytes, bytes.len()), expected);
     }
 
     /// Arbitrary bytes never panic either decoder.
