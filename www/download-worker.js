@@ -1,32 +1,65 @@
-// Downloads a file off the page's main thread: the browser peer runs here, receives every
-// piece, and writes it in place into the Origin Private File System with a synchronous access
-// handle, so the page stays responsive. Messages in: {start: {document, file}} (the .mtorrent's
-// bytes, the private file's name), {stop: infoHash}. Out: {event} (the peer's events), {done},
-// {error}.
+// Downloads a file off the page's main thread: the browser peer runs here and receives every
+// piece; a second worker (write-worker.js) checks each piece's SHA-1 and writes the good ones
+// in place into the Origin Private File System, so receiving, and checking and writing, run on
+// two cores, and the page stays responsive. Messages in: {start: {document, file}} (the .mtorrent's bytes, the private
+// file's name), {stop: infoHash}. Out: {event} (the peer's events), {done}, {error}.
 
-import init, { BrowserPeer } from "./pkg/mtorrent_web_peer.js";
+import init, { BrowserPeer, MtorrentSummary } from "./pkg/mtorrent_web_peer.js";
 
 const ready = init();
 let peer;
 
+/** The writing worker, as calls that resolve when it has done what was asked. */
+function startWriter() {
+  const worker = new Worker(new URL("write-worker.js", import.meta.url), { type: "module" });
+  const waiting = new Map();
+  /** Piece buffers the writer is done with, for the next pieces: no new memory per piece. */
+  const spare = [];
+  let next = 0;
+  let failure;
+  const fail = (error) => {
+    failure ??= error;
+    for (const { reject } of waiting.values()) reject(failure);
+    waiting.clear();
+  };
+  worker.onmessage = ({ data }) => {
+    if (data.buffer) spare.push(data.buffer);
+    const call = waiting.get(data.id);
+    waiting.delete(data.id);
+    if (data.error) call?.reject(new Error(data.error));
+    else call?.resolve(data.matched);
+  };
+  worker.onerror = (event) => fail(new Error(`the writer stopped: ${event.message}`));
+  const call = (message, transfer = []) => new Promise((resolve, reject) => {
+    if (failure) return reject(failure);
+    const id = next++;
+    waiting.set(id, { resolve, reject });
+    worker.postMessage({ id, ...message }, transfer);
+  });
+  /** A buffer of `length` bytes to assemble a piece in: one the writer gave back if any. */
+  const buffer = (length) => {
+    const reused = spare.pop();
+    return new Uint8Array(reused?.byteLength === length ? reused : new ArrayBuffer(length));
+  };
+  return { call, buffer, terminate: () => worker.terminate() };
+}
+
 async function download({ document, file }) {
-  const root = await navigator.storage.getDirectory();
-  const handle = await (await root.getFileHandle(file, { create: true })).createSyncAccessHandle();
+  const writer = startWriter();
   try {
-    handle.truncate(0);
+    await writer.call({ open: { file, size: MtorrentSummary.parse(document).size } });
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
-      writeNow: (offset, data) => {
-        for (let done = 0; done < data.byteLength;) {
-          done += handle.write(data.subarray(done), { at: offset + done });
-        }
-      },
-      write: () => Promise.reject(new Error("writeNow is used")),
+      write: () => Promise.reject(new Error("writeIfHashIs is used")),
+      // The peer assembles pieces in buffers lent here, which move to the writer without a
+      // copy, and come back.
+      pieceBuffer: (length) => writer.buffer(length),
+      writeIfHashIs: (offset, data, sha1) => writer.call({ write: { offset, data, sha1 } }, [data.buffer]),
     };
     await peer.download(document, store);
-    handle.flush();
+    await writer.call({ close: true });
   } finally {
-    handle.close();
+    writer.terminate();
   }
 }
 

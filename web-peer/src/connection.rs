@@ -5,18 +5,19 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::mpsc;
-use futures::{SinkExt, StreamExt};
-use gloo::net::websocket::futures::WebSocket;
-use gloo::net::websocket::Message as WsMessage;
-use mtorrent_shared::wire::Message;
+use futures::StreamExt;
+use js_sys::{ArrayBuffer, Uint8Array};
+use mtorrent_shared::wire::{self, Message, PIECE_FRAME_HEADER_LEN};
 use mtorrent_shared::{PeerKey, PeerSession, SessionConfig, SessionEvent};
 
 use crate::clock;
+use crate::piece_buffer::BlockBytes;
+use crate::socket::{PeerSocket, SocketEvent};
 use crate::swarm::{PeerCommand, Swarm};
 
 /// What wakes a connection.
 enum Input {
-    Frame(Vec<u8>),
+    Frame(ArrayBuffer),
     Closed(Option<String>),
     Command(PeerCommand),
     /// A second passed: time for keep-alives and the idle check.
@@ -38,31 +39,20 @@ pub fn dial(swarm: Rc<Swarm>, url: String) {
 }
 
 async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
-    let socket = WebSocket::open(url).map_err(|e| format!("cannot dial {url}: {e}"))?;
-    let (mut sink, mut stream) = socket.split();
     let (tx, mut inputs) = mpsc::unbounded::<Input>();
     let frames = tx.clone();
-    wasm_bindgen_futures::spawn_local(async move {
-        let mut reason = None;
-        while let Some(message) = stream.next().await {
-            match message {
-                Ok(WsMessage::Bytes(bytes)) => {
-                    if frames.unbounded_send(Input::Frame(bytes)).is_err() {
-                        return;
-                    }
-                }
-                Ok(WsMessage::Text(_)) => {
-                    reason = Some("the peer sent text; peers send binary frames only".into());
-                    break;
-                }
-                Err(e) => {
-                    reason = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        let _ = frames.unbounded_send(Input::Closed(reason));
-    });
+    let socket = PeerSocket::open(url, move |event| {
+        let input = match event {
+            SocketEvent::Binary(buffer) => Input::Frame(buffer),
+            SocketEvent::Text => Input::Closed(Some(
+                "the peer sent text; peers send binary frames only".into(),
+            )),
+            SocketEvent::Closed(reason) => Input::Closed(reason),
+        };
+        let _ = frames.unbounded_send(input);
+    })
+    .await
+    .map_err(|e| format!("cannot dial {url}: {e}"))?;
     // One timer per connection, not one per message: the session's deadlines are seconds apart.
     let ticks = tx.clone();
     wasm_bindgen_futures::spawn_local(async move {
@@ -141,7 +131,7 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                     SessionEvent::RequestCancelled(_) => {}
                     SessionEvent::BlockReceived { block, data } => {
                         if let Some(k) = key {
-                            swarm.block_received(k, block, &data);
+                            swarm.block_received(k, block, BlockBytes::Here(&data));
                         }
                     }
                     SessionEvent::RequestRejected(block) => {
@@ -164,15 +154,8 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                 }
             }
             // Send what the session has to say.
-            let mut sent = false;
             while let Some(message) = session.poll_transmit(clock::now()) {
-                sink.feed(WsMessage::Bytes(message.to_bytes().to_vec()))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sent = true;
-            }
-            if sent {
-                sink.flush().await.map_err(|e| e.to_string())?;
+                socket.send(&message.to_bytes())?;
             }
             if swarm.is_stopped() {
                 return Ok(());
@@ -182,13 +165,7 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                 return Ok(());
             };
             match input {
-                Input::Frame(bytes) => {
-                    let message = Message::decode_frame(Bytes::from(bytes))
-                        .map_err(|e| format!("bad frame from the peer: {e}"))?;
-                    session
-                        .handle_message(clock::now(), message)
-                        .map_err(|e| e.to_string())?;
-                }
+                Input::Frame(buffer) => handle_frame(&swarm, &mut session, key, &buffer)?,
                 Input::Closed(reason) => return reason.map_or(Ok(()), Err),
                 Input::Command(PeerCommand::Cancel(block)) => session.cancel(block),
                 Input::Command(PeerCommand::Close) => return Ok(()),
@@ -203,8 +180,39 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
     if let Some(k) = key {
         swarm.remove_peer(k);
     }
-    let _ = sink.close().await;
+    drop(socket);
     result
+}
+
+/// Hands one frame to the session. A block's bytes go straight from the frame's buffer into
+/// its piece, with no copy in between; other frames are decoded whole.
+fn handle_frame(
+    swarm: &Rc<Swarm>,
+    session: &mut PeerSession,
+    key: Option<PeerKey>,
+    buffer: &ArrayBuffer,
+) -> Result<(), String> {
+    let frame = Uint8Array::new(buffer);
+    let frame_len = frame.length() as usize;
+    let mut head = [0; PIECE_FRAME_HEADER_LEN];
+    if frame_len >= head.len() {
+        frame.subarray(0, head.len() as u32).copy_to(&mut head);
+    }
+    if let Some(header) = wire::peek_piece_frame(&head, frame_len) {
+        let block = session
+            .handle_piece_header(clock::now(), header)
+            .map_err(|e| e.to_string())?;
+        if let (Some(block), Some(key)) = (block, key) {
+            let data = frame.subarray(head.len() as u32, frame_len as u32);
+            swarm.block_received(key, block, BlockBytes::Js(data));
+        }
+        return Ok(());
+    }
+    let message = Message::decode_frame(Bytes::from(frame.to_vec()))
+        .map_err(|e| format!("bad frame from the peer: {e}"))?;
+    session
+        .handle_message(clock::now(), message)
+        .map_err(|e| e.to_string())
 }
 
 fn with_key(key: Option<PeerKey>, f: impl FnOnce(PeerKey)) {

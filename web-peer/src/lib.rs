@@ -13,6 +13,8 @@ mod clock;
 mod connection;
 mod digest;
 mod events;
+mod piece_buffer;
+mod socket;
 mod store;
 mod swarm;
 mod tracker;

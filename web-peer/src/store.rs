@@ -3,6 +3,7 @@
 //! the peer never holds a whole file in memory.
 
 use js_sys::{Promise, Uint8Array};
+use mtorrent_shared::PieceHash;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -14,9 +15,14 @@ export interface PieceStore {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Writes `data` at `offset`. Writes complete in the order they are made. */
   write(offset: number, data: Uint8Array): Promise<void>;
-  /** Optional, preferred: writes `data` at `offset` before returning (and keeps no reference to
-   * it: it is a view into WebAssembly memory). */
-  writeNow?(offset: number, data: Uint8Array): void;
+  /** Optional, with `writeIfHashIs`, preferred for downloads: a buffer of `length` bytes (any
+   * contents) in which the peer assembles a piece. */
+  pieceBuffer?(length: number): Uint8Array;
+  /** Optional, with `pieceBuffer`: checks that the SHA-1 of `data` (a buffer `pieceBuffer`
+   * gave, the store's again from now on) is `sha1` (20 bytes) and only then writes `data` at
+   * `offset`; resolves to whether it matched. Lets the page check and write pieces in another
+   * worker, handing the buffers over without a copy. */
+  writeIfHashIs?(offset: number, data: Uint8Array, sha1: Uint8Array): Promise<boolean>;
 }
 "#;
 
@@ -32,8 +38,11 @@ extern "C" {
     #[wasm_bindgen(method, catch, js_name = write)]
     fn write_js(this: &PieceStore, offset: f64, data: Uint8Array) -> Result<Promise, JsValue>;
 
-    #[wasm_bindgen(method, getter, js_name = writeNow)]
-    fn write_now_js(this: &PieceStore) -> JsValue;
+    #[wasm_bindgen(method, getter, js_name = pieceBuffer)]
+    fn piece_buffer_js(this: &PieceStore) -> JsValue;
+
+    #[wasm_bindgen(method, getter, js_name = writeIfHashIs)]
+    fn write_if_hash_is_js(this: &PieceStore) -> JsValue;
 }
 
 impl PieceStore {
@@ -53,25 +62,58 @@ impl PieceStore {
 
     /// Writes `data` at `offset`.
     pub async fn write(&self, offset: u64, data: &[u8]) -> Result<(), String> {
-        if let Some(write_now) = self.write_now_js().dyn_ref::<js_sys::Function>() {
-            // A synchronous writer may read the bytes in place, in WebAssembly's memory: the
-            // view is used up before anything here can move or free them.
-            let memory = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>();
-            let view = Uint8Array::new_with_byte_offset_and_length(
-                &memory.buffer(),
-                data.as_ptr() as u32,
-                data.len() as u32,
-            );
-            write_now
-                .call2(self, &JsValue::from_f64(offset as f64), &view)
-                .map_err(describe)?;
-            return Ok(());
-        }
-        let array = Uint8Array::new_with_length(data.len() as u32);
-        array.copy_from(data);
-        let promise = self.write_js(offset as f64, array).map_err(describe)?;
+        let promise = self
+            .write_js(offset as f64, Uint8Array::from(data))
+            .map_err(describe)?;
         JsFuture::from(promise).await.map_err(describe)?;
         Ok(())
+    }
+
+    /// Whether the page lends piece buffers and checks pieces itself before writing them
+    /// (`pieceBuffer` and `writeIfHashIs`).
+    pub fn checks_pieces(&self) -> bool {
+        self.piece_buffer_js().is_function() && self.write_if_hash_is_js().is_function()
+    }
+
+    /// A buffer of `length` bytes the page lends to assemble a piece in, if it checks pieces
+    /// itself and gives one of the right length.
+    pub fn piece_buffer(&self, length: usize) -> Option<Uint8Array> {
+        if !self.checks_pieces() {
+            return None;
+        }
+        let function: js_sys::Function = self.piece_buffer_js().unchecked_into();
+        let buffer = function
+            .call1(self, &JsValue::from_f64(length as f64))
+            .ok()?
+            .dyn_into::<Uint8Array>()
+            .ok()?;
+        (buffer.length() as usize == length).then_some(buffer)
+    }
+
+    /// Has the page check that the SHA-1 of `data` is `hash` and, only then, write `data` at
+    /// `offset` (`data` is the page's from now on); whether it matched. Needs
+    /// [`Self::checks_pieces`].
+    pub async fn write_if_hash_is(
+        &self,
+        offset: u64,
+        data: Uint8Array,
+        hash: &PieceHash,
+    ) -> Result<bool, String> {
+        let function: js_sys::Function = self.write_if_hash_is_js().unchecked_into();
+        let promise = function
+            .call3(
+                self,
+                &JsValue::from_f64(offset as f64),
+                &data,
+                &Uint8Array::from(&hash.0[..]),
+            )
+            .map_err(describe)?;
+        let matched = JsFuture::from(promise.unchecked_into::<Promise>())
+            .await
+            .map_err(describe)?;
+        matched
+            .as_bool()
+            .ok_or_else(|| "the store did not say whether the piece matched".to_owned())
     }
 }
 

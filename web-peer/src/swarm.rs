@@ -14,11 +14,12 @@ use mtorrent_shared::{
 
 use crate::clock;
 use crate::events::{EventSink, PeerEvent};
+use crate::piece_buffer::{BlockBytes, PieceBuffer};
 use crate::store::PieceStore;
 
-/// Verified pieces waiting to be written at most: beyond, no more blocks are requested until
-/// the store catches up, so a slow disk never makes the page hold the file in memory.
-const MAX_PENDING_WRITES: u32 = 16;
+/// Completed pieces being checked and written at most: beyond, no more blocks are requested
+/// until the store catches up, so a slow disk never makes the page hold the file in memory.
+const MAX_PENDING_PIECES: u32 = 16;
 
 /// What a swarm tells one connection task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +51,13 @@ struct State {
     have: Bitfield,
     scheduler: Option<Scheduler>,
     /// Pieces being received, each in its own buffer until it is verified and written.
-    assembling: HashMap<u32, Vec<u8>>,
+    assembling: HashMap<u32, PieceBuffer>,
     peers: HashMap<PeerKey, Peer>,
     next_key: u64,
     bytes_have: u64,
     uploaded: u64,
     failed_pieces: u64,
-    writes_pending: u32,
+    pieces_pending: u32,
 }
 
 struct Peer {
@@ -142,7 +143,7 @@ impl Swarm {
                 bytes_have,
                 uploaded: 0,
                 failed_pieces: 0,
-                writes_pending: 0,
+                pieces_pending: 0,
             }),
             stopped: Cell::new(false),
             last_published: Cell::new(0.0),
@@ -153,7 +154,7 @@ impl Swarm {
     /// Whether every piece is verified (and, downloading, written).
     pub fn is_complete(&self) -> bool {
         let state = self.state.borrow();
-        state.have.is_complete() && state.writes_pending == 0
+        state.have.is_complete() && state.pieces_pending == 0
     }
 
     /// Whether this swarm serves pieces (it seeds a complete file).
@@ -272,7 +273,7 @@ impl Swarm {
     pub fn next_request(&self, key: PeerKey) -> Option<BlockRef> {
         let now = clock::now();
         let mut state = self.state.borrow_mut();
-        if state.writes_pending >= MAX_PENDING_WRITES {
+        if state.pieces_pending >= MAX_PENDING_PIECES {
             return None;
         }
         state.scheduler.as_mut()?.next_request(key, now)
@@ -304,7 +305,7 @@ impl Swarm {
 
     /// Takes a received block; a completed piece is verified, and if good written to the
     /// store (in the background) and counted.
-    pub fn block_received(self: &Rc<Self>, key: PeerKey, block: BlockRef, data: &[u8]) {
+    pub fn block_received(self: &Rc<Self>, key: PeerKey, block: BlockRef, bytes: BlockBytes<'_>) {
         let lengths = self.metainfo.lengths();
         let complete = {
             let mut state = self.state.borrow_mut();
@@ -317,12 +318,15 @@ impl Swarm {
                 BlockOutcome::Stored | BlockOutcome::PieceComplete(_)
             ) {
                 let length = lengths.piece_length(block.piece) as usize;
-                let buffer = state
+                let store = &self.store;
+                state
                     .assembling
                     .entry(block.piece.get())
-                    .or_insert_with(|| vec![0; length]);
-                let start = block.offset as usize;
-                buffer[start..start + data.len()].copy_from_slice(data);
+                    .or_insert_with(|| match store.piece_buffer(length) {
+                        Some(lent) => PieceBuffer::Lent(lent),
+                        None => PieceBuffer::Here(vec![0; length]),
+                    })
+                    .put(block.offset as usize, bytes);
             }
             route_events(&mut state);
             match outcome {
@@ -338,18 +342,43 @@ impl Swarm {
         }
     }
 
-    /// Checks a completed piece off the main thread when the browser has WebCrypto, then
-    /// records the result; a good piece is written to the store in the background.
-    fn verify_and_write(self: &Rc<Self>, piece: ValidPieceIndex, mut buffer: Vec<u8>) {
+    /// Checks a completed piece and, if it is good, writes it to the store, in the background;
+    /// then records the outcome. A store that checks pieces itself (off this thread) is given
+    /// the piece and its expected hash; otherwise the piece is hashed here (WebCrypto when the
+    /// browser has it) and written if it matches.
+    fn verify_and_write(self: &Rc<Self>, piece: ValidPieceIndex, buffer: PieceBuffer) {
+        // Counted from now: requests pause while too many pieces are being checked or written.
+        self.state.borrow_mut().pieces_pending += 1;
         let swarm = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let hash = crate::digest::sha1(&mut buffer).await;
-            let good = hash == swarm.metainfo.piece_hashes()[piece.get() as usize];
-            swarm.hash_checked(piece, buffer, good);
+            let expected = swarm.metainfo.piece_hashes()[piece.get() as usize];
+            let offset = swarm.metainfo.lengths().piece_offset(piece);
+            let saved = if swarm.store.checks_pieces() {
+                let data = buffer.into_js();
+                swarm.store.write_if_hash_is(offset, data, &expected).await
+            } else {
+                let mut data = buffer.into_vec();
+                if crate::digest::sha1(&mut data).await == expected {
+                    swarm.store.write(offset, &data).await.map(|()| true)
+                } else {
+                    Ok(false)
+                }
+            };
+            swarm.piece_checked(piece, saved);
         });
     }
 
-    fn hash_checked(self: &Rc<Self>, piece: ValidPieceIndex, buffer: Vec<u8>, good: bool) {
+    /// Records what became of a completed piece: `Ok(true)` verified and written, `Ok(false)`
+    /// failed its hash (it is fetched again), `Err` not saved (the download fails).
+    fn piece_checked(&self, piece: ValidPieceIndex, saved: Result<bool, String>) {
+        self.state.borrow_mut().pieces_pending -= 1;
+        let good = match saved {
+            Ok(good) => good,
+            Err(e) => {
+                self.fail(format!("cannot save the file: {e}"));
+                return;
+            }
+        };
         {
             let mut state = self.state.borrow_mut();
             let Some(scheduler) = state.scheduler.as_mut() else {
@@ -358,8 +387,7 @@ impl Swarm {
             if good {
                 let _ = scheduler.handle_hash_ok(piece);
                 state.have.set(piece);
-                state.bytes_have += buffer.len() as u64;
-                state.writes_pending += 1;
+                state.bytes_have += u64::from(self.metainfo.lengths().piece_length(piece));
                 if state.have.is_complete() {
                     state.scheduler = None;
                 }
@@ -368,9 +396,13 @@ impl Swarm {
                 state.failed_pieces += 1;
             }
             route_events(&mut state);
+            // Requests paused for the store, or for this piece, may resume.
             wake_all(&state);
         }
-        if !good {
+        if good {
+            self.publish_now_and_then();
+            self.finish_if_done();
+        } else {
             self.events.emit(&PeerEvent::Warning {
                 info_hash: Some(self.metainfo.info_hash().to_hex()),
                 message: format!(
@@ -379,27 +411,7 @@ impl Swarm {
                 ),
             });
             self.publish();
-            return;
         }
-        let swarm = self.clone();
-        let offset = self.metainfo.lengths().piece_offset(piece);
-        wasm_bindgen_futures::spawn_local(async move {
-            let written = swarm.store.write(offset, &buffer).await;
-            drop(buffer);
-            {
-                let mut state = swarm.state.borrow_mut();
-                state.writes_pending -= 1;
-                // Requests paused for the store may resume.
-                wake_all(&state);
-            }
-            match written {
-                Ok(()) => {
-                    swarm.publish_now_and_then();
-                    swarm.finish_if_done();
-                }
-                Err(e) => swarm.fail(format!("cannot save the file: {e}")),
-            }
-        });
     }
 
     fn finish_if_done(&self) {
