@@ -1,14 +1,13 @@
 // The mtorrent page: a browser peer (the `shared` protocol core compiled to WebAssembly) that
 // shares files and downloads them from native peers, and the list of files this tracker knows.
 
-import init, { BrowserPeer, FileHasher, MtorrentSummary, buildMtorrent } from "./pkg/mtorrent_web_peer.js";
+import init, { BrowserPeer, MtorrentSummary, buildMtorrent } from "./pkg/mtorrent_web_peer.js";
 
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 /** Pieces are 512 KiB. */
 const PIECE_SIZE = 512 * 1024;
-/** Bytes read from a shared file at a time while hashing it: 32 pieces (larger reads of a
- * `File` are much faster in Chromium; the next is read while this one is hashed). */
-const HASH_CHUNK = 32 * PIECE_SIZE;
+/** At most this many workers hash a shared file, one per core. */
+const MAX_HASH_WORKERS = 4;
 /** How long a download waits without any peer before it says so. */
 const NO_PEER_NOTICE_MS = 10000;
 
@@ -85,9 +84,7 @@ async function share(file) {
       progress.value = file.size === 0 ? 1 : bytes / file.size;
       setStatus(status, `Hashing ${file.name}: ${Math.floor(progress.value * 100)}%`);
     };
-    const document_ = crypto.subtle
-      ? await hashWithWebCrypto(file, tracker1, tracker2, onProgress)
-      : await hashWithWasm(file, tracker1, tracker2, onProgress);
+    const document_ = await hashFile(file, tracker1, tracker2, onProgress, crypto.subtle ? "webcrypto" : "wasm");
     const seconds = (performance.now() - started) / 1000;
     const summary = MtorrentSummary.parse(new TextEncoder().encode(document_));
     const link = $("share-mtorrent");
@@ -119,51 +116,49 @@ async function share(file) {
   }
 }
 
-/** Reads `file` in `HASH_CHUNK` slices, the next one while the current one is processed. */
-async function* chunks(file) {
-  let next = file.size > 0 ? file.slice(0, HASH_CHUNK).arrayBuffer() : null;
-  for (let offset = 0; next; offset += HASH_CHUNK) {
-    const current = await next;
-    const following = offset + HASH_CHUNK;
-    next = following < file.size ? file.slice(following, following + HASH_CHUNK).arrayBuffer() : null;
-    yield current;
+/** Hashes `file` into its .mtorrent with one worker (www/hash-worker.js) per core, each on its
+ * own run of pieces, so reading the file and hashing it use every core. `engine` is
+ * "webcrypto" (the browser's SHA-1), "wasm" (the peer's own SHA-1, for pages without
+ * WebCrypto) or "read-only" (reads without hashing, and returns no .mtorrent: the benchmark's
+ * bound on hashing). */
+async function hashFile(file, tracker1, tracker2, onProgress, engine) {
+  const pieces = Math.ceil(file.size / PIECE_SIZE);
+  const workers = Math.max(1, Math.min(MAX_HASH_WORKERS, navigator.hardwareConcurrency || 2, pieces));
+  const piecesEach = Math.ceil(pieces / workers);
+  let done = 0;
+  const started = [];
+  const parts = Array.from({ length: workers }, (_, i) => new Promise((resolve, reject) => {
+    const worker = new Worker("hash-worker.js", { type: "module" });
+    started.push(worker);
+    worker.onmessage = ({ data }) => {
+      if (data.progress) onProgress((done += data.progress));
+      else if (data.hashes) resolve(data.hashes);
+      else reject(new Error(data.error));
+    };
+    worker.onerror = (event) => reject(new Error(event.message || "the hashing worker failed"));
+    const start = Math.min(file.size, i * piecesEach * PIECE_SIZE);
+    const end = Math.min(file.size, (i + 1) * piecesEach * PIECE_SIZE);
+    worker.postMessage({ file, start, end, engine });
+  }));
+  let hashes;
+  try {
+    hashes = await Promise.all(parts);
+  } finally {
+    // Done, or one part failed: every worker stops.
+    for (const worker of started) worker.terminate();
   }
-}
-
-/** Hashes every piece with the browser's SHA-1 (WebCrypto, native code, several pieces at
- * once), then builds the .mtorrent in WebAssembly from the hashes. */
-async function hashWithWebCrypto(file, tracker1, tracker2, onProgress) {
-  const hashes = new Uint8Array(Math.ceil(file.size / PIECE_SIZE) * 20);
-  let piece = 0, done = 0;
-  for await (const chunk of chunks(file)) {
-    const digests = [];
-    for (let at = 0; at < chunk.byteLength; at += PIECE_SIZE) {
-      digests.push(crypto.subtle.digest("SHA-1", new Uint8Array(chunk, at, Math.min(PIECE_SIZE, chunk.byteLength - at))));
-    }
-    for (const digest of await Promise.all(digests)) hashes.set(new Uint8Array(digest), 20 * piece++);
-    done += chunk.byteLength;
-    onProgress(done);
+  if (engine === "read-only") return null;
+  const all = new Uint8Array(pieces * 20);
+  let at = 0;
+  for (const part of hashes) {
+    all.set(part, at);
+    at += part.byteLength;
   }
-  return buildMtorrent(file.name, file.size, hashes, tracker1, tracker2);
+  return buildMtorrent(file.name, file.size, all, tracker1, tracker2);
 }
 
-/** Hashes the file in WebAssembly (four pieces at once with SIMD), where WebCrypto is missing. */
-async function hashWithWasm(file, tracker1, tracker2, onProgress) {
-  const hasher = new FileHasher();
-  for await (const chunk of chunks(file)) {
-    hasher.update(new Uint8Array(chunk));
-    onProgress(hasher.bytesHashed);
-  }
-  return hasher.finish(file.name, tracker1, tracker2);
-}
-
-/** Reads the whole file as hashing does, without hashing: the browser benchmark's baseline. */
-async function readAll(file) {
-  for await (const chunk of chunks(file)) void chunk;
-}
-
-/** The two ways the page hashes, and its reading alone, for the browser benchmark. */
-window.mtorrentHashing = { hashWithWebCrypto, hashWithWasm, readAll };
+/** The page's hashing, for the browser benchmark and the tests. */
+window.mtorrentHashing = { hashFile };
 
 const dropZone = $("drop-zone");
 $("share-file").addEventListener("change", (event) => {

@@ -1,5 +1,6 @@
 //! The browser peer, in the real page, in headless Chromium: downloads from native peers,
-//! shares to them, and relays through them to another page; bad input shows an error.
+//! shares to them, and relays through them to another page; bad input shows an error; both of
+//! its hashing engines hash every piece right.
 
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use mtorrent_e2e::browser::Browser;
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::{get_and_seed, share, wait_until_file_equals, Trackers};
+use mtorrent_shared::{Metainfo, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 
 fn sha1_hex(data: &[u8]) -> String {
@@ -103,4 +105,35 @@ async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
     second.open(&trackers.page_url()).await;
     let digest = download_in_page(&second, &mtorrent).await;
     assert_eq!(digest, sha1_hex(&data));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    // Pieces enough to be split between the hashing workers, and a short last one.
+    let data = random_bytes(7 * PIECE_SIZE as usize + 12_345, 43);
+    let file = dir.write("hashed.bin", &data);
+    let browser = Browser::start().await;
+    browser.open(&trackers.page_url()).await;
+    // Sharing hashes with WebCrypto; the WebAssembly fallback hashes the same file again.
+    let with_web_crypto = share_in_page(&browser, &file).await;
+    let with_wasm = browser
+        .eval(
+            "const file = document.getElementById('share-file').files[0];
+             return window.mtorrentHashing
+               .hashFile(file, 'ws://127.0.0.1:1/ws', 'ws://127.0.0.1:2/ws', () => {}, 'wasm');",
+        )
+        .await;
+    let expected: Vec<String> = data.chunks(PIECE_SIZE as usize).map(sha1_hex).collect();
+    for document in [
+        with_web_crypto.as_str(),
+        with_wasm.as_str().expect("a .mtorrent"),
+    ] {
+        let metainfo = Metainfo::from_json(document.as_bytes()).expect("a valid .mtorrent");
+        assert_eq!(metainfo.size(), data.len() as u64);
+        let hashes: Vec<String> = metainfo.piece_hashes().iter().map(|h| h.to_hex()).collect();
+        assert_eq!(hashes, expected);
+    }
 }

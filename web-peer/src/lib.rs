@@ -56,6 +56,19 @@ impl FileHasher {
         self.inner.bytes_hashed() as f64
     }
 
+    /// Ends the bytes fed and returns their pieces' SHA-1 hashes, 20 bytes each, concatenated:
+    /// for a part of a file that starts at a piece boundary (and ends at one, unless it is the
+    /// file's end), hashed apart from the rest, as [`build_mtorrent`] takes them.
+    #[wasm_bindgen(js_name = finishHashes)]
+    pub fn finish_hashes(self) -> Vec<u8> {
+        self.inner
+            .finish()
+            .hashes
+            .iter()
+            .flat_map(|hash| hash.0)
+            .collect()
+    }
+
     /// Ends the file and returns the `.mtorrent` document, or an error naming the broken rule
     /// (a bad name or tracker URL, a file too large).
     pub fn finish(

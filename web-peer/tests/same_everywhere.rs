@@ -90,6 +90,32 @@ fn hashes_computed_elsewhere_build_the_same_mtorrent() {
 }
 
 #[test]
+fn parts_hashed_apart_build_the_same_mtorrent() {
+    let data = sample(1_300_000);
+    // Two parts split at a piece boundary, as two hashing workers take them.
+    let (first, second) = data.split_at(524_288);
+    let mut hashes = Vec::new();
+    for part in [first, second] {
+        let mut hasher = FileHasher::new();
+        for chunk in part.chunks(100_003) {
+            hasher.update(chunk);
+        }
+        hashes.extend(hasher.finish_hashes());
+    }
+    assert_eq!(hashes.len(), 3 * 20);
+    let document = build_mtorrent(
+        "golden.bin".into(),
+        data.len() as f64,
+        &hashes,
+        TRACKERS[0].into(),
+        TRACKERS[1].into(),
+    )
+    .unwrap_or_else(|_| panic!("a valid .mtorrent"));
+    let built = Metainfo::from_json(document.as_bytes()).unwrap();
+    assert_eq!(built.info_hash().to_hex(), GOLDEN_INFO_HASH);
+}
+
+#[test]
 fn peer_wire_messages_round_trip() {
     let request = BlockRequest {
         piece: 3,
