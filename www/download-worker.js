@@ -13,8 +13,6 @@ let peer;
 function startWriter() {
   const worker = new Worker(new URL("write-worker.js", import.meta.url), { type: "module" });
   const waiting = new Map();
-  /** Piece buffers the writer is done with, for the next pieces: no new memory per piece. */
-  const spare = [];
   let next = 0;
   let failure;
   const fail = (error) => {
@@ -23,7 +21,6 @@ function startWriter() {
     waiting.clear();
   };
   worker.onmessage = ({ data }) => {
-    if (data.buffer) spare.push(data.buffer);
     const call = waiting.get(data.id);
     waiting.delete(data.id);
     if (data.error) call?.reject(new Error(data.error));
@@ -36,12 +33,7 @@ function startWriter() {
     waiting.set(id, { resolve, reject });
     worker.postMessage({ id, ...message }, transfer);
   });
-  /** A buffer of `length` bytes to assemble a piece in: one the writer gave back if any. */
-  const buffer = (length) => {
-    const reused = spare.pop();
-    return new Uint8Array(reused?.byteLength === length ? reused : new ArrayBuffer(length));
-  };
-  return { call, buffer, terminate: () => worker.terminate() };
+  return { call, terminate: () => worker.terminate() };
 }
 
 async function download({ document, file }) {
@@ -51,10 +43,9 @@ async function download({ document, file }) {
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: () => Promise.reject(new Error("writeIfHashIs is used")),
-      // The peer assembles pieces in buffers lent here, which move to the writer without a
-      // copy, and come back.
-      pieceBuffer: (length) => writer.buffer(length),
-      writeIfHashIs: (offset, data, sha1) => writer.call({ write: { offset, data, sha1 } }, [data.buffer]),
+      // A piece's blocks move to the writer in the buffers they arrived in: this thread, which
+      // receives them, copies none.
+      writeIfHashIs: (offset, blocks, sha1) => writer.call({ write: { offset, blocks, sha1 } }, blocks.map((block) => block.buffer)),
     };
     await peer.download(document, store);
     await writer.call({ close: true });

@@ -1,9 +1,9 @@
 // Checks a download's pieces and writes the good ones in place into a file of the Origin
 // Private File System, through a synchronous access handle (which only a worker may hold).
-// Messages in, each with an `id`: {open: {file, size}}, {write: {offset, data, sha1}} (write
-// `data` at `offset` if its SHA-1 is `sha1`), {close: true}. Out: {id} once done ({id,
-// matched, buffer} for a write, handing `data`'s buffer back for reuse), or {id, error}.
-// Messages are handled in the order they come.
+// Messages in, each with an `id`: {open: {file, size}}, {write: {offset, blocks, sha1}} (write
+// the piece made of `blocks`, in order, at `offset` if its SHA-1 is `sha1`), {close: true}.
+// Out: {id} once done ({id, matched} for a write), or {id, error}. Messages are handled in the
+// order they come.
 
 let handle;
 
@@ -15,8 +15,25 @@ async function open({ file, size }) {
   handle.truncate(size);
 }
 
-/** Writes `data` at `offset` if its SHA-1 is `sha1`; whether it was. */
-async function writeIfHashIs({ offset, data, sha1 }) {
+/** Where a piece's blocks are put together, reused from piece to piece. */
+let assembly = new Uint8Array(0);
+
+/** The piece made of `blocks`: the one block itself, or the blocks copied together. */
+function pieceOf(blocks) {
+  if (blocks.length === 1) return blocks[0];
+  const length = blocks.reduce((sum, block) => sum + block.byteLength, 0);
+  if (assembly.byteLength !== length) assembly = new Uint8Array(length);
+  let at = 0;
+  for (const block of blocks) {
+    assembly.set(block, at);
+    at += block.byteLength;
+  }
+  return assembly;
+}
+
+/** Writes the piece made of `blocks` at `offset` if its SHA-1 is `sha1`; whether it was. */
+async function writeIfHashIs({ offset, blocks, sha1 }) {
+  const data = pieceOf(blocks);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-1", data));
   if (!digest.every((byte, i) => byte === sha1[i])) return false;
   for (let done = 0; done < data.byteLength;) {
@@ -37,15 +54,11 @@ self.onmessage = ({ data }) => {
   // `open` is asynchronous: later messages wait for it.
   queue = queue.then(async () => {
     try {
-      if (data.write) {
-        const matched = await writeIfHashIs(data.write);
-        const { buffer } = data.write.data;
-        self.postMessage({ id: data.id, matched, buffer }, [buffer]);
-        return;
-      }
+      let matched;
       if (data.open) await open(data.open);
+      else if (data.write) matched = await writeIfHashIs(data.write);
       else if (data.close) close();
-      self.postMessage({ id: data.id });
+      self.postMessage({ id: data.id, matched });
     } catch (e) {
       self.postMessage({ id: data.id, error: String(e.message ?? e) });
     }

@@ -1,15 +1,15 @@
-//! A piece being assembled from its blocks: in WebAssembly memory, or in a buffer the page
-//! lent (a download worker's), which goes back to the page whole once the piece is complete,
-//! so a block is copied once, from the frame it arrived in to its place in the piece.
+//! A piece being assembled from its blocks: in WebAssembly memory, or, when the page checks
+//! and writes pieces itself, as the blocks themselves, left in the buffers they arrived in and
+//! handed to the page whole. Then the thread that receives blocks copies none of them.
 
-use js_sys::Uint8Array;
+use js_sys::{Array, Uint8Array};
 
 /// Where a received block's bytes are.
 #[derive(Debug)]
 pub enum BlockBytes<'a> {
     /// In WebAssembly memory.
     Here(&'a [u8]),
-    /// In JavaScript memory: the frame's buffer it arrived in.
+    /// In JavaScript memory: a view into the buffer of the message it arrived in.
     Js(Uint8Array),
 }
 
@@ -18,12 +18,12 @@ pub enum BlockBytes<'a> {
 pub enum PieceBuffer {
     /// In WebAssembly memory.
     Here(Vec<u8>),
-    /// In a buffer the page lent (`PieceStore.pieceBuffer`).
-    Lent(Uint8Array),
+    /// Its blocks so far, each with its offset in the piece, where they arrived.
+    Blocks(Vec<(usize, Uint8Array)>),
 }
 
 impl PieceBuffer {
-    /// Copies a block's bytes to offset `at` of the piece.
+    /// Adds a block's bytes at offset `at` of the piece.
     pub fn put(&mut self, at: usize, bytes: BlockBytes<'_>) {
         match (self, bytes) {
             (Self::Here(piece), BlockBytes::Here(bytes)) => {
@@ -32,26 +32,37 @@ impl PieceBuffer {
             (Self::Here(piece), BlockBytes::Js(bytes)) => {
                 bytes.copy_to(&mut piece[at..at + bytes.length() as usize]);
             }
-            (Self::Lent(piece), BlockBytes::Here(bytes)) => piece
-                .subarray(at as u32, (at + bytes.len()) as u32)
-                .copy_from(bytes),
-            (Self::Lent(piece), BlockBytes::Js(bytes)) => piece.set(&bytes, at as u32),
+            (Self::Blocks(blocks), BlockBytes::Here(bytes)) => {
+                blocks.push((at, Uint8Array::from(bytes)));
+            }
+            (Self::Blocks(blocks), BlockBytes::Js(bytes)) => blocks.push((at, bytes)),
         }
     }
 
-    /// The piece as a JavaScript array (the lent buffer itself, or a copy).
-    pub fn into_js(self) -> Uint8Array {
+    /// The piece's bytes in order, as JavaScript arrays: its blocks as they arrived, or one
+    /// copy of the whole piece.
+    pub fn into_js(self) -> Array {
         match self {
-            Self::Here(piece) => Uint8Array::from(&piece[..]),
-            Self::Lent(piece) => piece,
+            Self::Here(piece) => Array::of1(&Uint8Array::from(&piece[..])),
+            Self::Blocks(mut blocks) => {
+                blocks.sort_unstable_by_key(|(at, _)| *at);
+                blocks.into_iter().map(|(_, bytes)| bytes).collect()
+            }
         }
     }
 
-    /// The piece in WebAssembly memory (itself, or a copy).
+    /// The piece in WebAssembly memory (itself, or its blocks copied together).
     pub fn into_vec(self) -> Vec<u8> {
         match self {
             Self::Here(piece) => piece,
-            Self::Lent(piece) => piece.to_vec(),
+            Self::Blocks(blocks) => {
+                let length = blocks.iter().map(|(at, b)| at + b.length() as usize).max();
+                let mut piece = vec![0; length.unwrap_or(0)];
+                for (at, bytes) in blocks {
+                    bytes.copy_to(&mut piece[at..at + bytes.length() as usize]);
+                }
+                piece
+            }
         }
     }
 }

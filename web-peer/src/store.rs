@@ -15,14 +15,11 @@ export interface PieceStore {
   read(offset: number, length: number): Promise<Uint8Array>;
   /** Writes `data` at `offset`. Writes complete in the order they are made. */
   write(offset: number, data: Uint8Array): Promise<void>;
-  /** Optional, with `writeIfHashIs`, preferred for downloads: a buffer of `length` bytes (any
-   * contents) in which the peer assembles a piece. */
-  pieceBuffer?(length: number): Uint8Array;
-  /** Optional, with `pieceBuffer`: checks that the SHA-1 of `data` (a buffer `pieceBuffer`
-   * gave, the store's again from now on) is `sha1` (20 bytes) and only then writes `data` at
-   * `offset`; resolves to whether it matched. Lets the page check and write pieces in another
-   * worker, handing the buffers over without a copy. */
-  writeIfHashIs?(offset: number, data: Uint8Array, sha1: Uint8Array): Promise<boolean>;
+  /** Optional, preferred for downloads: checks that the SHA-1 of a piece is `sha1` (20
+   * bytes) and only then writes it at `offset`; resolves to whether it matched. The piece is
+   * `blocks`, its bytes in order: views into the buffers the blocks arrived in, which are the
+   * store's from now on (to transfer to a worker that checks and writes, say). */
+  writeIfHashIs?(offset: number, blocks: Uint8Array[], sha1: Uint8Array): Promise<boolean>;
 }
 "#;
 
@@ -37,9 +34,6 @@ extern "C" {
 
     #[wasm_bindgen(method, catch, js_name = write)]
     fn write_js(this: &PieceStore, offset: f64, data: Uint8Array) -> Result<Promise, JsValue>;
-
-    #[wasm_bindgen(method, getter, js_name = pieceBuffer)]
-    fn piece_buffer_js(this: &PieceStore) -> JsValue;
 
     #[wasm_bindgen(method, getter, js_name = writeIfHashIs)]
     fn write_if_hash_is_js(this: &PieceStore) -> JsValue;
@@ -69,34 +63,18 @@ impl PieceStore {
         Ok(())
     }
 
-    /// Whether the page lends piece buffers and checks pieces itself before writing them
-    /// (`pieceBuffer` and `writeIfHashIs`).
+    /// Whether the page checks pieces itself before writing them (`writeIfHashIs`).
     pub fn checks_pieces(&self) -> bool {
-        self.piece_buffer_js().is_function() && self.write_if_hash_is_js().is_function()
+        self.write_if_hash_is_js().is_function()
     }
 
-    /// A buffer of `length` bytes the page lends to assemble a piece in, if it checks pieces
-    /// itself and gives one of the right length.
-    pub fn piece_buffer(&self, length: usize) -> Option<Uint8Array> {
-        if !self.checks_pieces() {
-            return None;
-        }
-        let function: js_sys::Function = self.piece_buffer_js().unchecked_into();
-        let buffer = function
-            .call1(self, &JsValue::from_f64(length as f64))
-            .ok()?
-            .dyn_into::<Uint8Array>()
-            .ok()?;
-        (buffer.length() as usize == length).then_some(buffer)
-    }
-
-    /// Has the page check that the SHA-1 of `data` is `hash` and, only then, write `data` at
-    /// `offset` (`data` is the page's from now on); whether it matched. Needs
+    /// Has the page check that the SHA-1 of the piece made of `blocks` (in order, the page's
+    /// from now on) is `hash` and, only then, write it at `offset`; whether it matched. Needs
     /// [`Self::checks_pieces`].
     pub async fn write_if_hash_is(
         &self,
         offset: u64,
-        data: Uint8Array,
+        blocks: js_sys::Array,
         hash: &PieceHash,
     ) -> Result<bool, String> {
         let function: js_sys::Function = self.write_if_hash_is_js().unchecked_into();
@@ -104,7 +82,7 @@ impl PieceStore {
             .call3(
                 self,
                 &JsValue::from_f64(offset as f64),
-                &data,
+                &blocks,
                 &Uint8Array::from(&hash.0[..]),
             )
             .map_err(describe)?;

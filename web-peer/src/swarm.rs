@@ -17,6 +17,9 @@ use crate::events::{EventSink, PeerEvent};
 use crate::piece_buffer::{BlockBytes, PieceBuffer};
 use crate::store::PieceStore;
 
+/// A block's size, in bytes.
+const BLOCK: usize = mtorrent_shared::BLOCK_SIZE as usize;
+
 /// Completed pieces being checked and written at most: beyond, no more blocks are requested
 /// until the store catches up, so a slow disk never makes the page hold the file in memory.
 const MAX_PENDING_PIECES: u32 = 16;
@@ -322,9 +325,12 @@ impl Swarm {
                 state
                     .assembling
                     .entry(block.piece.get())
-                    .or_insert_with(|| match store.piece_buffer(length) {
-                        Some(lent) => PieceBuffer::Lent(lent),
-                        None => PieceBuffer::Here(vec![0; length]),
+                    .or_insert_with(|| {
+                        if store.checks_pieces() {
+                            PieceBuffer::Blocks(Vec::with_capacity(length.div_ceil(BLOCK)))
+                        } else {
+                            PieceBuffer::Here(vec![0; length])
+                        }
                     })
                     .put(block.offset as usize, bytes);
             }
@@ -354,8 +360,11 @@ impl Swarm {
             let expected = swarm.metainfo.piece_hashes()[piece.get() as usize];
             let offset = swarm.metainfo.lengths().piece_offset(piece);
             let saved = if swarm.store.checks_pieces() {
-                let data = buffer.into_js();
-                swarm.store.write_if_hash_is(offset, data, &expected).await
+                let blocks = buffer.into_js();
+                swarm
+                    .store
+                    .write_if_hash_is(offset, blocks, &expected)
+                    .await
             } else {
                 let mut data = buffer.into_vec();
                 if crate::digest::sha1(&mut data).await == expected {
