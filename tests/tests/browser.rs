@@ -1,13 +1,14 @@
 //! The browser peer, in the real page, in headless Chromium: downloads from native peers,
-//! shares to them, and relays through them to another page; bad input shows an error; both of
-//! its hashing engines hash every piece right.
+//! shares to them, and relays through them to another page; bad input shows an error, and a
+//! corrupt peer's pieces are caught and fetched again; both of its hashing engines hash every
+//! piece right.
 
 use std::path::Path;
 
 use mtorrent_e2e::browser::Browser;
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::random_bytes;
-use mtorrent_e2e::swarm::{get_and_seed, share, wait_until_file_equals, Trackers};
+use mtorrent_e2e::swarm::{get_and_seed, share, share_with, wait_until_file_equals, Trackers};
 use mtorrent_shared::{Metainfo, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 
@@ -136,4 +137,34 @@ async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
         let hashes: Vec<String> = metainfo.piece_hashes().iter().map(|h| h.to_hex()).collect();
         assert_eq!(hashes, expected);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(6 << 20, 44);
+    // The honest seeder is slow, so the page surely asks the corrupt peer too.
+    let _seeder = share_with(
+        &dir,
+        "seeder",
+        "data.bin",
+        &data,
+        &trackers,
+        &["--max-upload-rate", "4000000"],
+    );
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let metainfo = Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
+    let (_corrupt, _registration) =
+        mtorrent_e2e::bad_peer::CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;
+    let browser = Browser::start().await;
+    browser.open(&trackers.page_url()).await;
+    let digest = download_in_page(&browser, &mtorrent).await;
+    assert_eq!(digest, sha1_hex(&data));
+    let (_, warnings) = browser.state("download-warnings").await;
+    assert!(
+        warnings.contains("failed its check"),
+        "the corrupt peer's pieces were caught: {warnings:?}"
+    );
 }
