@@ -1,7 +1,7 @@
 // Downloads a file off the page's main thread: the browser peer runs here and receives every
 // piece; a second worker (write-worker.js) checks each piece's SHA-1 and writes the good ones
-// in place into the Origin Private File System, so receiving, and checking and writing, run on
-// two cores, and the page stays responsive. Messages in: {start: {document, file}} (the .mtorrent's bytes, the private
+// in place into the Origin Private File System. So receiving, and checking and writing, run
+// on two cores, and the page stays responsive. Messages in: {start: {document, file}} (the .mtorrent's bytes, the private
 // file's name), {stop: infoHash}. Out: {event} (the peer's events), {done}, {error}.
 
 import init, { BrowserPeer, MtorrentSummary } from "./pkg/mtorrent_web_peer.js";
@@ -21,12 +21,14 @@ function startWriter() {
     waiting.clear();
   };
   worker.onmessage = ({ data }) => {
+    if ("fatal" in data) return fail(new Error(data.fatal));
     const call = waiting.get(data.id);
     waiting.delete(data.id);
-    if (data.error) call?.reject(new Error(data.error));
+    if ("error" in data) call?.reject(new Error(data.error || "the writer failed"));
     else call?.resolve(data.matched);
   };
-  worker.onerror = (event) => fail(new Error(`the writer stopped: ${event.message}`));
+  worker.onerror = (event) => fail(new Error(`the writer stopped: ${event.message || "it could not start"}`));
+  worker.onmessageerror = () => fail(new Error("the writer's answer could not be read"));
   const call = (message, transfer = []) => new Promise((resolve, reject) => {
     if (failure) return reject(failure);
     const id = next++;
@@ -37,9 +39,12 @@ function startWriter() {
 }
 
 async function download({ document, file }) {
+  const summary = MtorrentSummary.parse(document);
+  const size = summary.size;
+  summary.free();
   const writer = startWriter();
   try {
-    await writer.call({ open: { file, size: MtorrentSummary.parse(document).size } });
+    await writer.call({ open: { file, size } });
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: () => Promise.reject(new Error("writeIfHashIs is used")),
@@ -49,6 +54,10 @@ async function download({ document, file }) {
     };
     await peer.download(document, store);
     await writer.call({ close: true });
+  } catch (e) {
+    // Let go of the file before the writer goes, so a new try can open it at once.
+    await writer.call({ abort: true }).catch(() => {});
+    throw e;
   } finally {
     writer.terminate();
   }

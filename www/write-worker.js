@@ -1,15 +1,29 @@
 // Checks a download's pieces and writes the good ones in place into a file of the Origin
 // Private File System, through a synchronous access handle (which only a worker may hold).
 // Messages in, each with an `id`: {open: {file, size}}, {write: {offset, blocks, sha1}} (write
-// the piece made of `blocks`, in order, at `offset` if its SHA-1 is `sha1`), {close: true}.
-// Out: {id} once done ({id, matched} for a write), or {id, error}. Messages are handled in the
-// order they come.
+// the piece made of `blocks`, in order, at `offset` if its SHA-1 is `sha1`), {close: true},
+// and {abort: true} (let go of the file now; later writes fail). Out: {id} once done ({id,
+// matched} for a write), {id, error}, or {fatal} if a message could not be read. Messages but
+// `abort` are handled in the order they come.
 
 let handle;
 
+/** How long `open` waits for a stopped download of the same file to let go of it. */
+const OPEN_PATIENCE_MS = 3000;
+
 async function open({ file, size }) {
   const root = await navigator.storage.getDirectory();
-  handle = await (await root.getFileHandle(file, { create: true })).createSyncAccessHandle();
+  const entry = await root.getFileHandle(file, { create: true });
+  for (let waited = 0; ; waited += 100) {
+    try {
+      handle = await entry.createSyncAccessHandle();
+      break;
+    } catch (e) {
+      // A download of this file stopped a moment ago may still hold it.
+      if (e.name !== "NoModificationAllowedError" || waited >= OPEN_PATIENCE_MS) throw e;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   // A fresh file of the full size: no old bytes, and no growing it piece by piece.
   handle.truncate(0);
   handle.truncate(size);
@@ -48,9 +62,20 @@ function close() {
   handle = undefined;
 }
 
+/** Lets go of the file at once, without flushing: the download failed. */
+function abort() {
+  handle?.close();
+  handle = undefined;
+}
+
 let queue = Promise.resolve();
 
 self.onmessage = ({ data }) => {
+  if (data.abort) {
+    abort();
+    self.postMessage({ id: data.id });
+    return;
+  }
   // `open` is asynchronous: later messages wait for it.
   queue = queue.then(async () => {
     try {
@@ -64,3 +89,5 @@ self.onmessage = ({ data }) => {
     }
   });
 };
+
+self.onmessageerror = () => self.postMessage({ fatal: "a piece could not be handed to the writer" });

@@ -45,8 +45,10 @@ use crate::ids::{InfoHash, PeerId};
 use crate::metainfo::MAX_FILE_SIZE;
 use crate::piece::{BLOCK_SIZE, PIECE_SIZE};
 
-/// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this code speaks. Version 2 has 256 KiB blocks (version 1 had 64 KiB):
+/// peers of different versions refuse each other at the handshake, with a clear error, rather
+/// than failing on each other's blocks.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The first bytes of a Handshake's payload: anything else is not an mtorrent peer.
 pub const HANDSHAKE_MAGIC: [u8; 8] = *b"mtorrent";

@@ -271,8 +271,8 @@ impl Swarm {
         wake_all(&state);
     }
 
-    /// The next block to request from `key`, if any (none while too many verified pieces wait
-    /// to be written).
+    /// The next block to request from `key`, if any (none while too many completed pieces are
+    /// being checked and written).
     pub fn next_request(&self, key: PeerKey) -> Option<BlockRef> {
         let now = clock::now();
         let mut state = self.state.borrow_mut();

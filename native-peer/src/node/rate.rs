@@ -16,8 +16,8 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
-    /// A limit of `bytes_per_second`, allowing bursts of a quarter second's worth (at least one
-    /// block).
+    /// A limit of `bytes_per_second`, allowing bursts of a quarter second's worth (at least two
+    /// blocks).
     pub fn new(bytes_per_second: u64) -> Self {
         let rate = bytes_per_second as f64;
         let burst = (rate / 4.0).max(f64::from(mtorrent_shared::BLOCK_SIZE) * 2.0);

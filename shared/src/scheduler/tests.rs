@@ -275,7 +275,7 @@ fn unrequested_blocks_are_reported() {
 
 #[test]
 fn a_failed_piece_from_several_peers_puts_them_on_parole_without_strikes() {
-    // Four requests per peer: A and B each get half of the piece's eight blocks.
+    // Half a piece's blocks per peer: A and B each get half of the piece.
     let mut s = new_scheduler(3, BLOCKS_PER_PIECE / 2, 0);
     add(&mut s, A, Bitfield::full(3));
     add(&mut s, B, Bitfield::full(3));

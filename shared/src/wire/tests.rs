@@ -10,7 +10,7 @@ fn decode(bytes: &[u8]) -> Result<Message, WireError> {
 fn fixtures_decode_and_encode_to_the_documented_bytes() {
     let mut handshake = vec![0, 0, 0, 53, 1];
     handshake.extend_from_slice(b"mtorrent");
-    handshake.extend_from_slice(&[0, 1]);
+    handshake.extend_from_slice(&[0, 2]);
     handshake.extend_from_slice(&[0xAA; 20]);
     handshake.extend_from_slice(&[0xBB; 20]);
     handshake.extend_from_slice(&[0x01, 0x00]);
@@ -19,7 +19,7 @@ fn fixtures_decode_and_encode_to_the_documented_bytes() {
         (
             handshake,
             Message::Handshake(Handshake {
-                version: 1,
+                version: 2,
                 info_hash: InfoHash([0xAA; 20]),
                 peer_id: PeerId([0xBB; 20]),
                 max_requests: 256,
@@ -170,9 +170,10 @@ fn handshake_checks_magic_version_and_limit() {
         decode(&handshake_bytes(|b| b[5] = b'x')),
         Err(WireError::BadMagic)
     );
+    // A peer of version 1, with 64 KiB blocks.
     assert_eq!(
-        decode(&handshake_bytes(|b| b[14] = 2)),
-        Err(WireError::UnsupportedVersion(2))
+        decode(&handshake_bytes(|b| b[14] = 1)),
+        Err(WireError::UnsupportedVersion(1))
     );
     assert_eq!(
         decode(&handshake_bytes(|b| {
@@ -287,6 +288,56 @@ fn any_message() -> impl Strategy<Value = Message> {
                 data: Bytes::from(data)
             }),
     ]
+}
+
+/// The edges of a Piece frame, and a header read as the browser peer reads it: the first bytes
+/// of a longer frame.
+#[test]
+fn peeking_a_piece_header_refuses_what_decoding_refuses() {
+    let piece_frame = |data_len: usize| {
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&((1 + 8 + data_len) as u32).to_be_bytes());
+        frame.extend_from_slice(&[tag::PIECE, 0, 0, 0, 3, 0, 0, 0, 0]);
+        frame.resize(PIECE_FRAME_HEADER_LEN + data_len, 7);
+        frame
+    };
+    let header = |data_len| {
+        Some(PieceHeader {
+            piece: 3,
+            offset: 0,
+            data_len,
+        })
+    };
+    let full = BLOCK_SIZE as usize;
+    for (data_len, expected) in [
+        (0, None),
+        (1, header(1)),
+        (full, header(full)),
+        (full + 1, None),
+    ] {
+        let frame = piece_frame(data_len);
+        assert_eq!(
+            peek_piece_frame(&frame, frame.len()),
+            expected,
+            "{data_len} bytes"
+        );
+        assert_eq!(
+            decode(&frame).is_ok(),
+            expected.is_some(),
+            "decoding {data_len} bytes"
+        );
+        // Only the header at hand, as when the frame stays in a browser's buffer.
+        let head = &frame[..PIECE_FRAME_HEADER_LEN];
+        assert_eq!(peek_piece_frame(head, frame.len()), expected);
+    }
+    // A length prefix that does not match the frame, and a header too short to read.
+    let frame = piece_frame(100);
+    assert_eq!(peek_piece_frame(&frame, frame.len() + 1), None);
+    assert_eq!(peek_piece_frame(&frame, frame.len() - 1), None);
+    assert_eq!(
+        peek_piece_frame(&frame[..PIECE_FRAME_HEADER_LEN - 1], frame.len()),
+        None
+    );
 }
 
 proptest! {
