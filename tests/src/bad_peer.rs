@@ -11,6 +11,9 @@ use mtorrent_shared::{Bitfield, Metainfo, PeerId, PeerSession, SessionConfig, Se
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+use crate::command::Dir;
+use crate::process::Process;
+use crate::swarm::{share_with, Trackers};
 use crate::tracker_client::TrackerClient;
 
 /// A running corrupt peer; it stops when dropped.
@@ -57,6 +60,41 @@ impl CorruptPeer {
             }))
             .await;
         (Self { task, addr }, client)
+    }
+}
+
+/// A swarm of `data` (as `data.bin` in a test's directory) with an honest but slow seeder (4
+/// MB/s, so a downloader surely asks the corrupt peer too) and a corrupt peer. Both stop when
+/// it is dropped.
+#[derive(Debug)]
+pub struct CorruptSwarm {
+    /// The file's `.mtorrent`.
+    pub mtorrent: std::path::PathBuf,
+    _seeder: Process,
+    _corrupt: CorruptPeer,
+    _registration: TrackerClient,
+}
+
+impl CorruptSwarm {
+    /// Starts the seeder (`seeder/` in `dir`) and the corrupt peer, announced at `trackers`.
+    pub async fn start(dir: &Dir, trackers: &Trackers, data: &[u8]) -> Self {
+        let seeder = share_with(
+            dir,
+            "seeder",
+            "data.bin",
+            data,
+            trackers,
+            &["--max-upload-rate", "4000000"],
+        );
+        let mtorrent = dir.join("data.bin.mtorrent");
+        let metainfo = Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
+        let (corrupt, registration) = CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;
+        Self {
+            mtorrent,
+            _seeder: seeder,
+            _corrupt: corrupt,
+            _registration: registration,
+        }
     }
 }
 

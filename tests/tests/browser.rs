@@ -5,10 +5,11 @@
 
 use std::path::Path;
 
+use mtorrent_e2e::bad_peer::CorruptSwarm;
 use mtorrent_e2e::browser::Browser;
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::random_bytes;
-use mtorrent_e2e::swarm::{get_and_seed, share, share_with, wait_until_file_equals, Trackers};
+use mtorrent_e2e::swarm::{get_and_seed, share, wait_until_file_equals, Trackers};
 use mtorrent_shared::{Metainfo, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 
@@ -145,22 +146,10 @@ async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20, 44);
-    // The honest seeder is slow, so the page surely asks the corrupt peer too.
-    let _seeder = share_with(
-        &dir,
-        "seeder",
-        "data.bin",
-        &data,
-        &trackers,
-        &["--max-upload-rate", "4000000"],
-    );
-    let mtorrent = dir.join("data.bin.mtorrent");
-    let metainfo = Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
-    let (_corrupt, _registration) =
-        mtorrent_e2e::bad_peer::CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;
+    let swarm = CorruptSwarm::start(&dir, &trackers, &data).await;
     let browser = Browser::start().await;
     browser.open(&trackers.page_url()).await;
-    let digest = download_in_page(&browser, &mtorrent).await;
+    let digest = download_in_page(&browser, &swarm.mtorrent).await;
     assert_eq!(digest, sha1_hex(&data));
     let (_, warnings) = browser.state("download-warnings").await;
     assert!(

@@ -145,20 +145,8 @@ async fn pieces_from_a_corrupt_peer_are_refetched_from_an_honest_one() {
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20, 7);
-    // The honest seeder is slow, so the leecher surely asks the corrupt peer too.
-    let _seeder = share_with(
-        &dir,
-        "seeder",
-        "data.bin",
-        &data,
-        &trackers,
-        &["--max-upload-rate", "4000000"],
-    );
-    let mtorrent = dir.join("data.bin.mtorrent");
-    let metainfo =
-        mtorrent_shared::Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
-    let (_corrupt, _registration) =
-        mtorrent_e2e::bad_peer::CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;
+    let swarm = mtorrent_e2e::bad_peer::CorruptSwarm::start(&dir, &trackers, &data).await;
+    let mtorrent = swarm.mtorrent.clone();
     let finished = tokio::task::spawn_blocking({
         let home = dir.join("leecher");
         let mtorrent = mtorrent.clone();

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use mtorrent_shared::tracker::{Announce, AnnounceEvent, PeerAddress, ToTracker};
-use mtorrent_shared::wire::{BlockRequest, Handshake, Message};
+use mtorrent_shared::wire::{BlockRequest, Handshake, Message, PROTOCOL_VERSION};
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use mtorrent_web_peer::{build_mtorrent, FileHasher, MtorrentSummary};
 
@@ -58,6 +58,19 @@ fn the_browser_hasher_builds_the_native_mtorrent() {
     assert_eq!(summary.piece_count(), 3);
 }
 
+/// The `.mtorrent` `build_mtorrent` makes of a file of `size` bytes with these piece hashes.
+fn built_from_hashes(size: usize, hashes: &[u8]) -> Metainfo {
+    let document = build_mtorrent(
+        "golden.bin".into(),
+        size as f64,
+        hashes,
+        TRACKERS[0].into(),
+        TRACKERS[1].into(),
+    )
+    .unwrap_or_else(|_| panic!("a valid .mtorrent"));
+    Metainfo::from_json(document.as_bytes()).unwrap()
+}
+
 #[test]
 fn hashes_computed_elsewhere_build_the_same_mtorrent() {
     let data = sample(1_300_000);
@@ -65,16 +78,10 @@ fn hashes_computed_elsewhere_build_the_same_mtorrent() {
         .chunks(524_288)
         .flat_map(|piece| mtorrent_shared::PieceHash::of(piece).0)
         .collect();
-    let document = build_mtorrent(
-        "golden.bin".into(),
-        data.len() as f64,
-        &hashes,
-        TRACKERS[0].into(),
-        TRACKERS[1].into(),
-    )
-    .unwrap_or_else(|_| panic!("a valid .mtorrent"));
-    let built = Metainfo::from_json(document.as_bytes()).unwrap();
-    assert_eq!(built.info_hash().to_hex(), GOLDEN_INFO_HASH);
+    assert_eq!(
+        built_from_hashes(data.len(), &hashes).info_hash().to_hex(),
+        GOLDEN_INFO_HASH
+    );
     // Errors are JavaScript objects: only a browser can make one.
     #[cfg(target_arch = "wasm32")]
     {
@@ -103,16 +110,10 @@ fn parts_hashed_apart_build_the_same_mtorrent() {
         hashes.extend(hasher.finish_hashes());
     }
     assert_eq!(hashes.len(), 3 * 20);
-    let document = build_mtorrent(
-        "golden.bin".into(),
-        data.len() as f64,
-        &hashes,
-        TRACKERS[0].into(),
-        TRACKERS[1].into(),
-    )
-    .unwrap_or_else(|_| panic!("a valid .mtorrent"));
-    let built = Metainfo::from_json(document.as_bytes()).unwrap();
-    assert_eq!(built.info_hash().to_hex(), GOLDEN_INFO_HASH);
+    assert_eq!(
+        built_from_hashes(data.len(), &hashes).info_hash().to_hex(),
+        GOLDEN_INFO_HASH
+    );
 }
 
 #[test]
@@ -125,7 +126,7 @@ fn peer_wire_messages_round_trip() {
     let messages = [
         Message::KeepAlive,
         Message::Handshake(Handshake {
-            version: 1,
+            version: PROTOCOL_VERSION,
             info_hash: InfoHash([5; 20]),
             peer_id: PeerId([6; 20]),
             max_requests: 64,
