@@ -38,31 +38,10 @@ impl PieceBuffer {
             (Self::Blocks(blocks), BlockBytes::Js(bytes)) => blocks.push((at, bytes)),
         }
     }
+}
 
-    /// The piece's bytes in order, as JavaScript arrays: its blocks as they arrived, or one
-    /// copy of the whole piece.
-    pub fn into_js(self) -> Array {
-        match self {
-            Self::Here(piece) => Array::of1(&Uint8Array::from(&piece[..])),
-            Self::Blocks(mut blocks) => {
-                blocks.sort_unstable_by_key(|(at, _)| *at);
-                blocks.into_iter().map(|(_, bytes)| bytes).collect()
-            }
-        }
-    }
-
-    /// The piece in WebAssembly memory (itself, or its blocks copied together).
-    pub fn into_vec(self) -> Vec<u8> {
-        match self {
-            Self::Here(piece) => piece,
-            Self::Blocks(blocks) => {
-                let length = blocks.iter().map(|(at, b)| at + b.length() as usize).max();
-                let mut piece = vec![0; length.unwrap_or(0)];
-                for (at, bytes) in blocks {
-                    bytes.copy_to(&mut piece[at..at + bytes.length() as usize]);
-                }
-                piece
-            }
-        }
-    }
+/// A piece's blocks, in order of their offsets, as one JavaScript array.
+pub fn in_order(mut blocks: Vec<(usize, Uint8Array)>) -> Array {
+    blocks.sort_unstable_by_key(|(at, _)| *at);
+    blocks.into_iter().map(|(_, bytes)| bytes).collect()
 }

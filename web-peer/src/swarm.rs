@@ -14,11 +14,8 @@ use mtorrent_shared::{
 
 use crate::clock;
 use crate::events::{EventSink, PeerEvent};
-use crate::piece_buffer::{BlockBytes, PieceBuffer};
+use crate::piece_buffer::{self, BlockBytes, PieceBuffer};
 use crate::store::PieceStore;
-
-/// A block's size, in bytes.
-const BLOCK: usize = mtorrent_shared::BLOCK_SIZE as usize;
 
 /// Completed pieces being checked and written at most: beyond, no more blocks are requested
 /// until the store catches up, so a slow disk never makes the page hold the file in memory.
@@ -320,16 +317,16 @@ impl Swarm {
                 outcome,
                 BlockOutcome::Stored | BlockOutcome::PieceComplete(_)
             ) {
-                let length = lengths.piece_length(block.piece) as usize;
                 let store = &self.store;
                 state
                     .assembling
                     .entry(block.piece.get())
                     .or_insert_with(|| {
                         if store.checks_pieces() {
-                            PieceBuffer::Blocks(Vec::with_capacity(length.div_ceil(BLOCK)))
+                            let blocks = lengths.block_count(block.piece) as usize;
+                            PieceBuffer::Blocks(Vec::with_capacity(blocks))
                         } else {
-                            PieceBuffer::Here(vec![0; length])
+                            PieceBuffer::Here(vec![0; lengths.piece_length(block.piece) as usize])
                         }
                     })
                     .put(block.offset as usize, bytes);
@@ -359,18 +356,20 @@ impl Swarm {
         wasm_bindgen_futures::spawn_local(async move {
             let expected = swarm.metainfo.piece_hashes()[piece.get() as usize];
             let offset = swarm.metainfo.lengths().piece_offset(piece);
-            let saved = if swarm.store.checks_pieces() {
-                let blocks = buffer.into_js();
-                swarm
-                    .store
-                    .write_if_hash_is(offset, blocks, &expected)
-                    .await
-            } else {
-                let mut data = buffer.into_vec();
-                if crate::digest::sha1(&mut data).await == expected {
-                    swarm.store.write(offset, &data).await.map(|()| true)
-                } else {
-                    Ok(false)
+            let saved = match buffer {
+                PieceBuffer::Blocks(blocks) => {
+                    let blocks = piece_buffer::in_order(blocks);
+                    swarm
+                        .store
+                        .write_if_hash_is(offset, blocks, &expected)
+                        .await
+                }
+                PieceBuffer::Here(mut data) => {
+                    if crate::digest::sha1(&mut data).await == expected {
+                        swarm.store.write(offset, &data).await.map(|()| true)
+                    } else {
+                        Ok(false)
+                    }
                 }
             };
             swarm.piece_checked(piece, saved);
