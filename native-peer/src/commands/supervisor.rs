@@ -193,13 +193,19 @@ impl Supervisor {
                     entry.path.display()
                 );
             }
-            Err(e) => {
-                eprintln!("error: {}: {e:#}", entry.path.display());
-                self.failed.insert(info_hash);
-                self.catalog
-                    .set_state(info_hash, EntryState::Failed, Some(&format!("{e:#}")))?;
-            }
+            Err(e) => self.fail(&entry, &e)?,
         }
+        Ok(())
+    }
+
+    /// Reports that `entry` could not be taken up, marks it failed in the catalog, and leaves
+    /// it alone from now on.
+    fn fail(&mut self, entry: &Entry, error: &anyhow::Error) -> Result<()> {
+        eprintln!("error: {}: {error:#}", entry.path.display());
+        let info_hash = entry.metainfo.info_hash();
+        self.failed.insert(info_hash);
+        self.catalog
+            .set_state(info_hash, EntryState::Failed, Some(&format!("{error:#}")))?;
         Ok(())
     }
 
@@ -249,10 +255,7 @@ impl Supervisor {
             };
             let lock = active._lock;
             if let Err(e) = self.start(&entry, lock, false) {
-                eprintln!("error: {}: {e:#}", entry.path.display());
-                self.failed.insert(info_hash);
-                self.catalog
-                    .set_state(info_hash, EntryState::Failed, Some(&format!("{e:#}")))?;
+                self.fail(&entry, &e)?;
             }
         }
         Ok(())
