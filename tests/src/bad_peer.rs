@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::command::Dir;
 use crate::process::Process;
-use crate::swarm::{share_with, Trackers};
+use crate::swarm::{share_slowly, Trackers};
 use crate::tracker_client::TrackerClient;
 
 /// A running corrupt peer; it stops when dropped.
@@ -78,14 +78,7 @@ pub struct CorruptSwarm {
 impl CorruptSwarm {
     /// Starts the seeder (`seeder/` in `dir`) and the corrupt peer, announced at `trackers`.
     pub async fn start(dir: &Dir, trackers: &Trackers, data: &[u8]) -> Self {
-        let seeder = share_with(
-            dir,
-            "seeder",
-            "data.bin",
-            data,
-            trackers,
-            &["--max-upload-rate", "4000000"],
-        );
+        let seeder = share_slowly(dir, "seeder", data, trackers, 4_000_000);
         let mtorrent = dir.join("data.bin.mtorrent");
         let metainfo = Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
         let (corrupt, registration) = CorruptPeer::start(metainfo, &trackers.one.ws_url()).await;

@@ -78,6 +78,13 @@ impl Browser {
         }
     }
 
+    /// Starts a browser on the page at `url`, its peer ready.
+    pub async fn on_page(url: &str) -> Browser {
+        let browser = Browser::start().await;
+        browser.open(url).await;
+        browser
+    }
+
     /// Opens `url` and waits until the page's peer is ready.
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("the page loads");

@@ -77,8 +77,28 @@ pub fn share(dir: &Dir, name: &str, file: &str, data: &[u8], trackers: &Trackers
     share_with(dir, name, file, data, trackers, &[])
 }
 
+/// [`share`] of `data.bin`, uploading at most `bytes_per_second`: a slow seeder, so that a
+/// test can act while a download is under way, or make sure other peers are asked too.
+pub fn share_slowly(
+    dir: &Dir,
+    name: &str,
+    data: &[u8],
+    trackers: &Trackers,
+    bytes_per_second: u64,
+) -> Process {
+    let rate = bytes_per_second.to_string();
+    share_with(
+        dir,
+        name,
+        "data.bin",
+        data,
+        trackers,
+        &["--max-upload-rate", &rate],
+    )
+}
+
 /// [`share`] with extra arguments.
-pub fn share_with(
+fn share_with(
     dir: &Dir,
     name: &str,
     file: &str,

@@ -27,6 +27,13 @@ fn require_page() {
     );
 }
 
+/// Waits, off the async workers, until the file at `path` holds `data`.
+async fn wait_for_file(path: std::path::PathBuf, data: Vec<u8>) {
+    tokio::task::spawn_blocking(move || wait_until_file_equals(&path, &data))
+        .await
+        .unwrap();
+}
+
 /// Downloads the `.mtorrent` at `mtorrent` in the page and returns the SHA-1 of the result.
 async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
     browser.choose_file("download-mtorrent", mtorrent).await;
@@ -51,8 +58,7 @@ async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20 | 4321, 40);
     let _seeder = share(&dir, "seeder", "data.bin", &data, &trackers);
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
 
     let bad = dir.write("bad.mtorrent", b"{\"name\": \"../../etc/passwd\"}");
     browser.choose_file("download-mtorrent", &bad).await;
@@ -70,15 +76,12 @@ async fn a_native_peer_downloads_a_file_the_page_shares() {
     let trackers = Trackers::start(&dir);
     let data = random_bytes(5 << 20 | 99, 41);
     let file = dir.write("from-browser.bin", &data);
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
     let document = share_in_page(&browser, &file).await;
     let mtorrent = dir.write("from-browser.bin.mtorrent", document);
     let leecher = get_and_seed(&dir, "leecher", &mtorrent);
     let target = dir.join("leecher/from-browser.bin");
-    tokio::task::spawn_blocking(move || wait_until_file_equals(&target, &data))
-        .await
-        .unwrap();
+    wait_for_file(target, data).await;
     drop(leecher);
     let (_, uploaded) = browser.state("share-uploaded").await;
     assert_ne!(uploaded, "0 bytes", "the page uploaded the file");
@@ -91,20 +94,15 @@ async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
     let trackers = Trackers::start(&dir);
     let data = random_bytes(4 << 20 | 7, 42);
     let file = dir.write("relayed.bin", &data);
-    let first = Browser::start().await;
-    first.open(&trackers.page_url()).await;
+    let first = Browser::on_page(&trackers.page_url()).await;
     let document = share_in_page(&first, &file).await;
     let mtorrent = dir.write("relayed.bin.mtorrent", document);
     // A native peer fetches it from the first page and seeds it.
     let _relay = get_and_seed(&dir, "relay", &mtorrent);
     let relayed = dir.join("relay/relayed.bin");
-    let expected = data.clone();
-    tokio::task::spawn_blocking(move || wait_until_file_equals(&relayed, &expected))
-        .await
-        .unwrap();
+    wait_for_file(relayed, data.clone()).await;
     // The second page can only reach native peers: it gets the file from the relay.
-    let second = Browser::start().await;
-    second.open(&trackers.page_url()).await;
+    let second = Browser::on_page(&trackers.page_url()).await;
     let digest = download_in_page(&second, &mtorrent).await;
     assert_eq!(digest, sha1_hex(&data));
 }
@@ -117,8 +115,7 @@ async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
     // Pieces enough to be split between the hashing workers, and a short last one.
     let data = random_bytes(7 * PIECE_SIZE as usize + 12_345, 43);
     let file = dir.write("hashed.bin", &data);
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
     // Sharing hashes with WebCrypto; the WebAssembly fallback hashes the same file again.
     let with_web_crypto = share_in_page(&browser, &file).await;
     let with_wasm = browser
@@ -147,8 +144,7 @@ async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20, 44);
     let swarm = CorruptSwarm::start(&dir, &trackers, &data).await;
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
     let digest = download_in_page(&browser, &swarm.mtorrent).await;
     assert_eq!(digest, sha1_hex(&data));
     let (_, warnings) = browser.state("download-warnings").await;

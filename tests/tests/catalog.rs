@@ -160,14 +160,7 @@ fn a_running_seed_finishes_a_download_whose_get_was_killed() {
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(12 << 20, 24);
-    let _source = mtorrent_e2e::swarm::share_with(
-        &dir,
-        "source",
-        "data.bin",
-        &data,
-        &trackers,
-        &["--max-upload-rate", "4000000"],
-    );
+    let _source = mtorrent_e2e::swarm::share_slowly(&dir, "source", &data, &trackers, 4_000_000);
     let mtorrent = dir.join("data.bin.mtorrent");
     let home = dir.join("home");
     std::fs::create_dir_all(&home).unwrap();

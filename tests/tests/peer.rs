@@ -3,7 +3,7 @@
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::{
-    get, get_and_seed, number_after, share, share_with, wait_until_file_equals, Trackers,
+    get, get_and_seed, number_after, share, share_slowly, wait_until_file_equals, Trackers,
 };
 #[test]
 fn a_leecher_downloads_an_identical_file_from_one_seeder() {
@@ -115,14 +115,7 @@ fn a_killed_download_resumes_without_fetching_verified_pieces_again() {
     let data = random_bytes(16 << 20, 6);
     let pieces = 32;
     // A slow seeder, so the download can be interrupted halfway.
-    let _seeder = share_with(
-        &dir,
-        "seeder",
-        "data.bin",
-        &data,
-        &trackers,
-        &["--max-upload-rate", "4000000"],
-    );
+    let _seeder = share_slowly(&dir, "seeder", &data, &trackers, 4_000_000);
 
     let mtorrent = dir.join("data.bin.mtorrent");
     let mut leecher = get_and_seed(&dir, "leecher", &mtorrent);
@@ -183,9 +176,8 @@ fn a_download_completes_when_a_seeder_is_killed_midway() {
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(16 << 20, 8);
-    let slow = ["--max-upload-rate", "3000000"];
-    let _steady = share_with(&dir, "steady", "data.bin", &data, &trackers, &slow);
-    let mut doomed = share_with(&dir, "doomed", "data.bin", &data, &trackers, &slow);
+    let _steady = share_slowly(&dir, "steady", &data, &trackers, 3_000_000);
+    let mut doomed = share_slowly(&dir, "doomed", &data, &trackers, 3_000_000);
     let mtorrent = dir.join("data.bin.mtorrent");
     let mut leecher = get_and_seed(&dir, "leecher", &mtorrent);
     // Both seeders serve it for a while; then one dies with requests outstanding.
@@ -203,14 +195,7 @@ fn two_leechers_trade_pieces_while_a_seeder_serves_both() {
     let trackers = Trackers::start(&dir);
     let data = random_bytes(12 << 20, 9);
     // The seeder is slow: the leechers get the file sooner by trading what they have.
-    let _seeder = share_with(
-        &dir,
-        "seeder",
-        "data.bin",
-        &data,
-        &trackers,
-        &["--max-upload-rate", "2000000"],
-    );
+    let _seeder = share_slowly(&dir, "seeder", &data, &trackers, 2_000_000);
     let mtorrent = dir.join("data.bin.mtorrent");
     let (one, two) = std::thread::scope(|scope| {
         let one = scope.spawn(|| get(&dir, "one", &mtorrent));

@@ -80,8 +80,7 @@ async fn main() -> Result<()> {
     );
     let log = |name: &str| dir.path().join(format!("{name}.log"));
     let trackers = Trackers::start_logging_in(dir.path());
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
 
     eprintln!("hashing in the page");
     browser.choose_file("share-file", &file).await;
@@ -107,32 +106,10 @@ async fn main() -> Result<()> {
         .as_f64()
         .context("the in-memory WebAssembly hashing speed")?;
     eprintln!("hashing in WebAssembly in the page");
-    let wasm_seconds = browser
-        .eval(
-            "const file = document.getElementById('share-file').files[0];
-             const started = performance.now();
-             return window.mtorrentHashing
-               .hashFile(file, 'ws://127.0.0.1:1/ws', 'ws://127.0.0.1:2/ws', () => {}, 'wasm')
-               .then(() => (performance.now() - started) / 1000);",
-        )
-        .await
-        .as_f64()
-        .context("the page's WebAssembly hashing time")?;
-    let page_wasm_hashing = mb / wasm_seconds;
+    let page_wasm_hashing = mb / hashing_seconds(&browser, "wasm").await?;
     eprintln!("page hashing in WebAssembly: {page_wasm_hashing:.0} MB/s");
     // What the hashing cannot beat: reading the file, as the page's hashing workers do.
-    let read_seconds = browser
-        .eval(
-            "const file = document.getElementById('share-file').files[0];
-             const started = performance.now();
-             return window.mtorrentHashing
-               .hashFile(file, '', '', () => {}, 'read-only')
-               .then(() => (performance.now() - started) / 1000);",
-        )
-        .await
-        .as_f64()
-        .context("the page's reading time")?;
-    let page_reading = mb / read_seconds;
+    let page_reading = mb / hashing_seconds(&browser, "read-only").await?;
     let document = browser
         .eval("return document.getElementById('share-mtorrent').dataset.document;")
         .await;
@@ -146,8 +123,7 @@ async fn main() -> Result<()> {
     // A new browser, as a user who opens the page to download would have: nothing left over
     // from hashing a gigabyte.
     drop(browser);
-    let browser = Browser::start().await;
-    browser.open(&trackers.page_url()).await;
+    let browser = Browser::on_page(&trackers.page_url()).await;
     let seeders: Vec<Process> = (1..=3)
         .map(|n| seeder(n, &file, dir.path(), &trackers, &log))
         .collect();
@@ -213,6 +189,22 @@ fn seeder(
     ];
     args.extend(trackers.args().into_iter().map(Into::into));
     Process::start("mtorrent", args, &log(&format!("seed{n}")))
+}
+
+/// The seconds the page's hashing workers take over the file chosen to share, with `engine`
+/// ("wasm", "webcrypto", or "read-only" to read without hashing).
+async fn hashing_seconds(browser: &Browser, engine: &str) -> Result<f64> {
+    browser
+        .eval(&format!(
+            "const file = document.getElementById('share-file').files[0];
+             const started = performance.now();
+             return window.mtorrentHashing
+               .hashFile(file, 'ws://127.0.0.1:1/ws', 'ws://127.0.0.1:2/ws', () => {{}}, {engine:?})
+               .then(() => (performance.now() - started) / 1000);"
+        ))
+        .await
+        .as_f64()
+        .with_context(|| format!("the page's hashing time with {engine}"))
 }
 
 /// The seconds the page recorded on element `id`.
