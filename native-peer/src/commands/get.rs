@@ -115,29 +115,35 @@ fn follow(
     );
     eprintln!("{holder} is already downloading it; following its progress");
     let mut last_line = Instant::now();
+    let mut seen = None;
+    let mut percent_verified = 0.0;
     loop {
-        let Some(entry) = catalog.get(info_hash)? else {
-            bail!("it was removed from the catalog while {holder} downloaded it");
-        };
-        if entry.path != path {
-            bail!(
-                "it is already in the catalog at {} (use `mtorrent remove` first)",
-                entry.path.display()
-            );
-        }
-        if entry.verified.is_complete() {
-            println!("{holder} downloaded it to {}", path.display());
-            return Ok(None);
+        // The entry is read again only when some process changed the catalog.
+        let version = catalog.data_version()?;
+        if seen != Some(version) {
+            seen = Some(version);
+            let Some(entry) = catalog.get(info_hash)? else {
+                bail!("it was removed from the catalog while {holder} downloaded it");
+            };
+            if entry.path != path {
+                bail!(
+                    "it is already in the catalog at {} (use `mtorrent remove` first)",
+                    entry.path.display()
+                );
+            }
+            if entry.verified.is_complete() {
+                println!("{holder} downloaded it to {}", path.display());
+                return Ok(None);
+            }
+            let pieces = entry.metainfo.lengths().piece_count();
+            percent_verified =
+                f64::from(entry.verified.count_ones()) * 100.0 / f64::from(pieces.max(1));
         }
         if let Some(lock) = locks.entry(info_hash)? {
             return Ok(Some(lock));
         }
         if last_line.elapsed() >= Duration::from_secs(5) {
-            let pieces = entry.metainfo.lengths().piece_count();
-            eprintln!(
-                "{:.1}% verified",
-                f64::from(entry.verified.count_ones()) * 100.0 / f64::from(pieces.max(1))
-            );
+            eprintln!("{percent_verified:.1}% verified");
             last_line = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(250));

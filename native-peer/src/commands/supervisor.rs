@@ -86,22 +86,33 @@ impl Supervisor {
         let version = self.catalog.data_version()?;
         let changed = self.data_version != Some(version);
         self.data_version = Some(version);
-        if changed {
-            self.stop_removed()?;
-        }
-        if self.whole_catalog {
-            let candidates = if changed {
-                self.catalog.list()?
-            } else {
-                let held: Vec<InfoHash> = self.held_elsewhere.iter().copied().collect();
-                let mut entries = Vec::new();
-                for info_hash in held {
-                    entries.extend(self.catalog.get(info_hash)?);
+        if changed && self.whole_catalog {
+            // One read of the catalog serves both: what left it, and what to take up.
+            let entries = self.catalog.list()?;
+            let wanted: HashSet<InfoHash> = entries
+                .iter()
+                .filter(|entry| entry.state != EntryState::Paused)
+                .map(|entry| entry.metainfo.info_hash())
+                .collect();
+            self.stop_removed(&wanted);
+            for info_hash in wanted {
+                self.take_up(info_hash)?;
+            }
+        } else if changed {
+            let mut wanted = HashSet::new();
+            for info_hash in self.active.keys() {
+                if let Some(entry) = self.catalog.get(*info_hash)? {
+                    if entry.state != EntryState::Paused {
+                        wanted.insert(*info_hash);
+                    }
                 }
-                entries
-            };
-            for entry in candidates {
-                self.take_up(&entry)?;
+            }
+            self.stop_removed(&wanted);
+        } else if self.whole_catalog {
+            // Nothing changed, but a process that held an entry may have ended.
+            let held: Vec<InfoHash> = self.held_elsewhere.iter().copied().collect();
+            for info_hash in held {
+                self.take_up(info_hash)?;
             }
         }
         Ok(())
@@ -163,12 +174,10 @@ impl Supervisor {
         })
     }
 
-    fn take_up(&mut self, entry: &Entry) -> Result<()> {
-        let info_hash = entry.metainfo.info_hash();
-        if self.active.contains_key(&info_hash)
-            || self.failed.contains(&info_hash)
-            || entry.state == EntryState::Paused
-        {
+    /// Takes up `info_hash` if no process works on it: locks it, then reads it under the lock
+    /// (the process that held it may have changed it).
+    fn take_up(&mut self, info_hash: InfoHash) -> Result<()> {
+        if self.active.contains_key(&info_hash) || self.failed.contains(&info_hash) {
             return Ok(());
         }
         let Some(lock) = self.locks.entry(info_hash)? else {
@@ -176,10 +185,12 @@ impl Supervisor {
             return Ok(());
         };
         self.held_elsewhere.remove(&info_hash);
-        // Read again under the lock: the process that held it may have changed it.
         let Some(entry) = self.catalog.get(info_hash)? else {
             return Ok(());
         };
+        if entry.state == EntryState::Paused {
+            return Ok(());
+        }
         match self.start(&entry, lock, false) {
             Ok(torrent) => {
                 let what = if torrent.is_downloading() {
@@ -261,15 +272,14 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stops the entries that were removed from the catalog or paused.
-    fn stop_removed(&mut self) -> Result<()> {
-        let mut gone = Vec::new();
-        for info_hash in self.active.keys() {
-            match self.catalog.get(*info_hash)? {
-                Some(entry) if entry.state != EntryState::Paused => {}
-                _ => gone.push(*info_hash),
-            }
-        }
+    /// Stops the entries not `wanted` any more: removed from the catalog, or paused.
+    fn stop_removed(&mut self, wanted: &HashSet<InfoHash>) {
+        let gone: Vec<InfoHash> = self
+            .active
+            .keys()
+            .filter(|info_hash| !wanted.contains(info_hash))
+            .copied()
+            .collect();
         for info_hash in gone {
             if let Some(active) = self.active.remove(&info_hash) {
                 self.node.remove(info_hash);
@@ -280,7 +290,6 @@ impl Supervisor {
                 );
             }
         }
-        Ok(())
     }
 }
 
