@@ -1,11 +1,9 @@
 // The mtorrent page: a browser peer (the `shared` protocol core compiled to WebAssembly) that
 // shares files and downloads them from native peers, and the list of files this tracker knows.
 
-import init, { BrowserPeer, MtorrentSummary, buildMtorrent } from "./pkg/mtorrent_web_peer.js";
+import init, { BrowserPeer, MtorrentSummary, buildMtorrent, pieceSize } from "./pkg/mtorrent_web_peer.js";
 
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-/** Pieces are 512 KiB. */
-const PIECE_SIZE = 512 * 1024;
 /** At most this many workers hash a shared file, one per core. */
 const MAX_HASH_WORKERS = 4;
 /** How long a download waits without any peer before it says so. */
@@ -122,7 +120,8 @@ async function share(file) {
  * WebCrypto) or "read-only" (reads without hashing, and returns no .mtorrent: the benchmark's
  * bound on hashing). */
 async function hashFile(file, tracker1, tracker2, onProgress, engine) {
-  const pieces = Math.ceil(file.size / PIECE_SIZE);
+  const pieceBytes = pieceSize();
+  const pieces = Math.ceil(file.size / pieceBytes);
   const workers = Math.max(1, Math.min(MAX_HASH_WORKERS, navigator.hardwareConcurrency || 2, pieces));
   const piecesEach = Math.ceil(pieces / workers);
   let done = 0;
@@ -136,9 +135,9 @@ async function hashFile(file, tracker1, tracker2, onProgress, engine) {
       else reject(new Error(data.error));
     };
     worker.onerror = (event) => reject(new Error(event.message || "the hashing worker failed"));
-    const start = Math.min(file.size, i * piecesEach * PIECE_SIZE);
-    const end = Math.min(file.size, (i + 1) * piecesEach * PIECE_SIZE);
-    worker.postMessage({ file, start, end, engine });
+    const start = Math.min(file.size, i * piecesEach * pieceBytes);
+    const end = Math.min(file.size, (i + 1) * piecesEach * pieceBytes);
+    worker.postMessage({ file, start, end, engine, pieceSize: pieceBytes });
   }));
   let hashes;
   try {

@@ -1,8 +1,9 @@
 // Downloads a file off the page's main thread: the browser peer runs here and receives every
 // piece; a second worker (write-worker.js) checks each piece's SHA-1 and writes the good ones
 // in place into the Origin Private File System. So receiving, and checking and writing, run
-// on two cores, and the page stays responsive. Messages in: {start: {document, file}} (the .mtorrent's bytes, the private
-// file's name), {stop: infoHash}. Out: {event} (the peer's events), {done}, {error}.
+// on two cores, and the page stays responsive. Message in: {start: {document, file}} (the
+// .mtorrent's bytes, the private file's name); the page stops a download by ending this worker.
+// Out: {event} (the peer's events), {done}, {error}.
 
 import init, { BrowserPeer, MtorrentSummary } from "./pkg/mtorrent_web_peer.js";
 
@@ -67,12 +68,8 @@ self.onmessage = async (event) => {
   try {
     await ready;
     peer ??= new BrowserPeer((peerEvent) => self.postMessage({ event: peerEvent }));
-    if (event.data.start) {
-      await download(event.data.start);
-      self.postMessage({ done: true });
-    } else if (event.data.stop) {
-      peer.stop(event.data.stop);
-    }
+    await download(event.data.start);
+    self.postMessage({ done: true });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }

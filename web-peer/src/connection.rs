@@ -11,7 +11,6 @@ use mtorrent_shared::wire::{self, Message, PIECE_FRAME_HEADER_LEN};
 use mtorrent_shared::{PeerKey, PeerSession, SessionConfig, SessionEvent};
 
 use crate::clock;
-use crate::piece_buffer::BlockBytes;
 use crate::socket::{PeerSocket, SocketEvent};
 use crate::swarm::{PeerCommand, Swarm};
 
@@ -131,7 +130,7 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                     SessionEvent::RequestCancelled(_) => {}
                     SessionEvent::BlockReceived { block, data } => {
                         if let Some(k) = key {
-                            swarm.block_received(k, block, BlockBytes::Here(&data));
+                            swarm.block_received(k, block, Uint8Array::from(&data[..]));
                         }
                     }
                     SessionEvent::RequestRejected(block) => {
@@ -204,7 +203,7 @@ fn handle_frame(
             .map_err(|e| e.to_string())?;
         if let (Some(block), Some(key)) = (block, key) {
             let data = frame.subarray(head.len() as u32, frame_len as u32);
-            swarm.block_received(key, block, BlockBytes::Js(data));
+            swarm.block_received(key, block, data);
         }
         return Ok(());
     }

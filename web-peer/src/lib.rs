@@ -92,6 +92,12 @@ fn build_metainfo(
     Metainfo::new(trackers, name, hashes.size, hashes.hashes)
 }
 
+/// The size of every piece but a file's last, in bytes: where the page cuts a file it hashes.
+#[wasm_bindgen(js_name = pieceSize)]
+pub fn piece_size() -> u32 {
+    mtorrent_shared::PIECE_SIZE
+}
+
 /// Builds the `.mtorrent` of a file of `size` bytes from its piece hashes (20 bytes each,
 /// concatenated), computed by the page with the browser's own SHA-1 (WebCrypto); the same
 /// document [`FileHasher`] builds. The error names the broken rule.

@@ -4,15 +4,6 @@
 
 use js_sys::{Array, Uint8Array};
 
-/// Where a received block's bytes are.
-#[derive(Debug)]
-pub enum BlockBytes<'a> {
-    /// In WebAssembly memory.
-    Here(&'a [u8]),
-    /// In JavaScript memory: a view into the buffer of the message it arrived in.
-    Js(Uint8Array),
-}
-
 /// A piece being assembled.
 #[derive(Debug)]
 pub enum PieceBuffer {
@@ -23,19 +14,11 @@ pub enum PieceBuffer {
 }
 
 impl PieceBuffer {
-    /// Adds a block's bytes at offset `at` of the piece.
-    pub fn put(&mut self, at: usize, bytes: BlockBytes<'_>) {
-        match (self, bytes) {
-            (Self::Here(piece), BlockBytes::Here(bytes)) => {
-                piece[at..at + bytes.len()].copy_from_slice(bytes);
-            }
-            (Self::Here(piece), BlockBytes::Js(bytes)) => {
-                bytes.copy_to(&mut piece[at..at + bytes.length() as usize]);
-            }
-            (Self::Blocks(blocks), BlockBytes::Here(bytes)) => {
-                blocks.push((at, Uint8Array::from(bytes)));
-            }
-            (Self::Blocks(blocks), BlockBytes::Js(bytes)) => blocks.push((at, bytes)),
+    /// Adds a block's bytes, where they arrived, at offset `at` of the piece.
+    pub fn put(&mut self, at: usize, bytes: Uint8Array) {
+        match self {
+            Self::Here(piece) => bytes.copy_to(&mut piece[at..at + bytes.length() as usize]),
+            Self::Blocks(blocks) => blocks.push((at, bytes)),
         }
     }
 }

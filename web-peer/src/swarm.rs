@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
+use js_sys::Uint8Array;
 use mtorrent_shared::{
     Bitfield, BlockOutcome, BlockRef, Event, Metainfo, PeerId, PeerKey, Scheduler, SchedulerConfig,
     ValidPieceIndex,
@@ -14,7 +15,7 @@ use mtorrent_shared::{
 
 use crate::clock;
 use crate::events::{EventSink, PeerEvent};
-use crate::piece_buffer::{self, BlockBytes, PieceBuffer};
+use crate::piece_buffer::{self, PieceBuffer};
 use crate::store::PieceStore;
 
 /// Completed pieces being checked and written at most: beyond, no more blocks are requested
@@ -305,7 +306,7 @@ impl Swarm {
 
     /// Takes a received block; a completed piece is verified, and if good written to the
     /// store (in the background) and counted.
-    pub fn block_received(self: &Rc<Self>, key: PeerKey, block: BlockRef, bytes: BlockBytes<'_>) {
+    pub fn block_received(self: &Rc<Self>, key: PeerKey, block: BlockRef, bytes: Uint8Array) {
         let lengths = self.metainfo.lengths();
         let complete = {
             let mut state = self.state.borrow_mut();
