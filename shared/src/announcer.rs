@@ -1,8 +1,10 @@
 //! The peer's side of the tracker protocol, sans-IO: which tracker to talk to, when to
 //! announce each swarm, and what to do when a tracker fails.
 //!
-//! An [`Announcer`] keeps one connection to one tracker at a time and every swarm the peer is
-//! in. It starts with tracker 1; when the connection fails or a reply does not come within
+//! An [`Announcer`] keeps one connection to one tracker at a time for every swarm the peer is
+//! in: a node in ten thousand swarms still holds one tracker connection. Announces are paced
+//! ([`AnnouncerConfig::announce_rate`]), so joining many swarms at once, or their periodic
+//! re-announces, never floods the tracker: the rest wait their turn in deadline order. It starts with tracker 1; when the connection fails or a reply does not come within
 //! [`AnnouncerConfig::reply_timeout`], it switches to the other tracker at once and announces
 //! every swarm there, so a download carries on without the user noticing. If both fail, it
 //! keeps alternating with an exponential backoff, and starts from scratch on the next success.
@@ -14,7 +16,7 @@
 //! [`poll_timeout`](Announcer::poll_timeout) and calls [`handle_timeout`](Announcer::handle_timeout)
 //! when it fires, and acts on each [`AnnouncerEvent`] (new peers, a signal to dial a peer).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::tracker::{
@@ -33,6 +35,9 @@ pub struct AnnouncerConfig {
     pub max_backoff: Duration,
     /// How many peers to ask for.
     pub numwant: u32,
+    /// Most announces sent per second, on average; as many may go at once. Stops and signals
+    /// are never held back, but count against it.
+    pub announce_rate: u32,
 }
 
 impl Default for AnnouncerConfig {
@@ -42,6 +47,7 @@ impl Default for AnnouncerConfig {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             numwant: 50,
+            announce_rate: 500,
         }
     }
 }
@@ -123,6 +129,11 @@ pub struct Announcer {
     peer_id: PeerId,
     config: AnnouncerConfig,
     swarms: BTreeMap<InfoHash, Swarm>,
+    /// Every swarm by the time of its next announce: the due ones are at the front.
+    schedule: BTreeSet<(Duration, InfoHash)>,
+    /// The pacing of announces (generic cell rate algorithm): the theoretical time of the
+    /// next one; an announce may go while this is at most one second ahead of now.
+    pace: Duration,
     link: Link,
     /// Trackers that failed in a row; the backoff grows with it.
     failures: u32,
@@ -144,6 +155,8 @@ impl Announcer {
             peer_id,
             config,
             swarms: BTreeMap::new(),
+            schedule: BTreeSet::new(),
+            pace: now,
             link: Link::Down { retry_at: now },
             failures: 0,
             actions: VecDeque::new(),
@@ -171,23 +184,36 @@ impl Announcer {
         metainfo: Option<String>,
         now: Duration,
     ) {
-        self.swarms.insert(
-            info_hash,
-            Swarm {
-                address,
-                left,
-                metainfo,
-                pending: AnnounceEvent::Started,
-                next_announce: now,
-            },
-        );
+        let swarm = Swarm {
+            address,
+            left,
+            metainfo,
+            pending: AnnounceEvent::Started,
+            next_announce: now,
+        };
+        if let Some(old) = self.swarms.insert(info_hash, swarm) {
+            self.schedule.remove(&(old.next_announce, info_hash));
+        }
+        self.schedule.insert((now, info_hash));
         self.announce_due(now);
+    }
+
+    /// How many swarms the announcer is in.
+    pub fn swarm_count(&self) -> usize {
+        self.swarms.len()
+    }
+
+    /// Whether the announcer is in this swarm.
+    pub fn has_swarm(&self, info_hash: InfoHash) -> bool {
+        self.swarms.contains_key(&info_hash)
     }
 
     /// Leaves a swarm, telling the tracker if connected.
     pub fn remove_swarm(&mut self, info_hash: InfoHash, now: Duration) {
         if let Some(mut swarm) = self.swarms.remove(&info_hash) {
+            self.schedule.remove(&(swarm.next_announce, info_hash));
             if self.is_connected() {
+                self.take_pace(now);
                 swarm.pending = AnnounceEvent::Stopped;
                 let message = self.announce_message(info_hash, &swarm);
                 self.send(message, now);
@@ -204,15 +230,15 @@ impl Announcer {
         swarm.left = left;
         if completed {
             swarm.pending = AnnounceEvent::Completed;
-            swarm.next_announce = now;
+            self.reschedule(info_hash, now);
             self.announce_due(now);
         }
     }
 
     /// Asks for more peers of a swarm now rather than at the next interval.
     pub fn announce_now(&mut self, info_hash: InfoHash, now: Duration) {
-        if let Some(swarm) = self.swarms.get_mut(&info_hash) {
-            swarm.next_announce = now;
+        if self.swarms.contains_key(&info_hash) {
+            self.reschedule(info_hash, now);
             self.announce_due(now);
         }
     }
@@ -220,6 +246,7 @@ impl Announcer {
     /// Asks the tracker to make browser peer `to` dial us at `dial`.
     pub fn signal(&mut self, info_hash: InfoHash, to: PeerId, dial: String, now: Duration) {
         if self.is_connected() {
+            self.take_pace(now);
             let from = self.peer_id;
             self.send(
                 ToTracker::Signal {
@@ -239,12 +266,14 @@ impl Announcer {
             awaiting_since: None,
         };
         self.failures = 0;
-        for swarm in self.swarms.values_mut() {
+        self.schedule.clear();
+        for (info_hash, swarm) in &mut self.swarms {
             // A new tracker may not know us: announce every swarm there from the start.
             if swarm.pending == AnnounceEvent::Update {
                 swarm.pending = AnnounceEvent::Started;
             }
             swarm.next_announce = now;
+            self.schedule.insert((now, *info_hash));
         }
         self.announce_due(now);
     }
@@ -267,9 +296,10 @@ impl Announcer {
                 seeders,
                 leechers,
             } => {
-                if let Some(swarm) = self.swarms.get_mut(&info_hash) {
+                if self.swarms.contains_key(&info_hash) {
                     if interval_secs > 0 {
-                        swarm.next_announce = now + Duration::from_secs(u64::from(interval_secs));
+                        let at = now + Duration::from_secs(u64::from(interval_secs));
+                        self.reschedule(info_hash, at);
                     }
                     self.events.push_back(AnnouncerEvent::Peers {
                         info_hash,
@@ -329,7 +359,10 @@ impl Announcer {
             Link::Connecting { since } => Some(since + self.config.reply_timeout),
             Link::Up { awaiting_since } => {
                 let reply = awaiting_since.map(|since| since + self.config.reply_timeout);
-                let announce = self.swarms.values().map(|s| s.next_announce).min();
+                let announce = self
+                    .schedule
+                    .first()
+                    .map(|(at, _)| (*at).max(self.pace.saturating_sub(self.burst())));
                 reply.into_iter().chain(announce).min()
             }
         }
@@ -363,25 +396,46 @@ impl Announcer {
         });
     }
 
+    /// Sends the announces that are due, as many as the pace allows.
     fn announce_due(&mut self, now: Duration) {
         if !self.is_connected() {
             return;
         }
-        let due: Vec<InfoHash> = self
-            .swarms
-            .iter()
-            .filter(|(_, s)| s.next_announce <= now)
-            .map(|(h, _)| *h)
-            .collect();
-        for info_hash in due {
-            let swarm = self.swarms[&info_hash].clone();
-            let message = self.announce_message(info_hash, &swarm);
-            let swarm = self.swarms.get_mut(&info_hash).expect("present");
-            swarm.pending = AnnounceEvent::Update;
+        while let Some(&(at, info_hash)) = self.schedule.first() {
+            if at > now || self.pace > now + self.burst() {
+                break;
+            }
+            self.take_pace(now);
+            let swarm = &self.swarms[&info_hash];
+            let message = self.announce_message(info_hash, swarm);
+            self.swarms.get_mut(&info_hash).expect("scheduled").pending = AnnounceEvent::Update;
             // Until the reply sets the real interval, do not announce this swarm again.
-            swarm.next_announce = now + self.config.reply_timeout;
+            self.reschedule(info_hash, now + self.config.reply_timeout);
             self.send(message, now);
         }
+    }
+
+    /// Moves a swarm's next announce to `at`.
+    fn reschedule(&mut self, info_hash: InfoHash, at: Duration) {
+        let swarm = self.swarms.get_mut(&info_hash).expect("a known swarm");
+        self.schedule.remove(&(swarm.next_announce, info_hash));
+        swarm.next_announce = at;
+        self.schedule.insert((at, info_hash));
+    }
+
+    /// The spacing of announces at the configured rate.
+    fn spacing(&self) -> Duration {
+        Duration::from_secs(1) / self.config.announce_rate.max(1)
+    }
+
+    /// How far ahead of now the pace may run: a second's worth of announces.
+    fn burst(&self) -> Duration {
+        self.spacing() * self.config.announce_rate.max(1)
+    }
+
+    /// Counts one message against the pace.
+    fn take_pace(&mut self, now: Duration) {
+        self.pace = self.pace.max(now) + self.spacing();
     }
 
     fn announce_message(&self, info_hash: InfoHash, swarm: &Swarm) -> ToTracker {

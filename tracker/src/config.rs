@@ -63,11 +63,12 @@ pub struct Config {
     /// Largest message accepted, in bytes.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_MESSAGE_BYTES", default_value_t = mtorrent_shared::tracker::MAX_TRACKER_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
-    /// Most swarms one connection may announce in.
+    /// Most swarms one connection may announce in. A peer node announces every file it
+    /// shares over one connection, so this bounds the library of one node.
     #[arg(
         long,
         env = "MTORRENT_TRACKER_MAX_SWARMS_PER_CONNECTION",
-        default_value_t = 1_000
+        default_value_t = 100_000
     )]
     pub max_swarms_per_connection: usize,
     /// Messages per second one peer connection may send, on average.

@@ -208,3 +208,76 @@ fn signals_and_refusals_become_events() {
         ]
     ));
 }
+
+fn info_hash(i: u32) -> InfoHash {
+    let mut bytes = [0; 20];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    InfoHash(bytes)
+}
+
+#[test]
+fn many_swarms_share_one_connection_and_their_announces_are_paced() {
+    let config = AnnouncerConfig {
+        announce_rate: 100,
+        ..AnnouncerConfig::default()
+    };
+    let mut a = Announcer::new(urls(), PeerId([1; 20]), config, Duration::ZERO);
+    for i in 0..1_000 {
+        a.add_swarm(info_hash(i), PeerAddress::Browser, 0, None, Duration::ZERO);
+    }
+    a.handle_timeout(Duration::ZERO);
+    assert_eq!(actions(&mut a), [Action::Connect("ws://one/ws".into())]);
+    a.handle_connected(Duration::ZERO);
+    // Drive the clock in 10 ms steps, answering every announce at once, and record when each
+    // swarm was first announced.
+    let mut first_sent = BTreeMap::new();
+    let mut now = Duration::ZERO;
+    let mut per_second = BTreeMap::<u64, u32>::new();
+    while first_sent.len() < 1_000 && now < 60 * S {
+        for action in actions(&mut a) {
+            match action {
+                Action::Send(ToTracker::Announce(announce)) => {
+                    first_sent.entry(announce.info_hash).or_insert(now);
+                    *per_second.entry(now.as_secs()).or_default() += 1;
+                    a.handle_message(peers_reply(announce.info_hash, 3600), now);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let next = a.poll_timeout().expect("announces are due");
+        assert!(next >= now, "a deadline in the past: {next:?} < {now:?}");
+        now = next.max(now + Duration::from_millis(10));
+        a.handle_timeout(now);
+    }
+    assert_eq!(first_sent.len(), 1_000, "every swarm announced");
+    // A second's burst, then the rate: never more than twice the rate in any second.
+    assert!(per_second.values().all(|&n| n <= 2 * 100 + 1), "{per_second:?}");
+    let last = *first_sent.values().max().unwrap();
+    assert!(
+        (8 * S..=11 * S).contains(&last),
+        "1,000 announces at 100/s take about 9 s, took {last:?}"
+    );
+}
+
+#[test]
+fn a_re_announce_of_many_swarms_follows_each_swarms_interval() {
+    let mut a = announcer();
+    for i in 0..50 {
+        a.add_swarm(info_hash(i), PeerAddress::Browser, 0, None, Duration::ZERO);
+    }
+    a.handle_timeout(Duration::ZERO);
+    let _ = actions(&mut a);
+    a.handle_connected(Duration::ZERO);
+    assert_eq!(announces(&actions(&mut a)).len(), 50);
+    for i in 0..50 {
+        a.handle_message(peers_reply(info_hash(i), 30 + i), S);
+    }
+    a.handle_message(peers_reply(info_hash(99), 1), S);
+    assert_eq!(a.poll_timeout(), Some(31 * S));
+    a.handle_timeout(40 * S);
+    let due = announces(&actions(&mut a));
+    assert_eq!(due.len(), 10, "intervals 30..=39 are due at 40 s: {due:?}");
+    assert!(due.iter().all(|(_, event, _)| *event == AnnounceEvent::Update));
+    assert_eq!(a.swarm_count(), 50);
+    assert!(!a.has_swarm(info_hash(99)));
+}
