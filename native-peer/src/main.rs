@@ -20,6 +20,11 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "mtorrent=warn,mtorrent_native_peer=warn".into()),
         )
         .init();
+    // A node keeps a file and a lock open per shared file: a library of thousands of files
+    // needs more than the usual soft limit of 1,024 descriptors.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!("cannot raise the open file limit: {e}");
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

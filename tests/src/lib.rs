@@ -1,7 +1,10 @@
 //! Helpers for the end-to-end tests: finding the project's binaries, running commands, and
 //! supervising long-running processes.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The path of one of the workspace's binaries (`mtorrent`, `mtorrent-tracker`, ...), built in
 /// the same profile as the running test.
@@ -53,4 +56,32 @@ pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
 /// The page's directory, `www/`, whose `pkg/` holds the built browser peer.
 pub fn www_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www")
+}
+
+/// A plain HTTP GET of `path` from `addr`: the status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A tracker's `/stats`, parsed.
+pub fn tracker_stats(addr: SocketAddr) -> serde_json::Value {
+    let (status, body) = http_get(addr, "/stats");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad /stats {body:?}: {e}"))
 }

@@ -48,6 +48,11 @@ impl Process {
         self.addr
     }
 
+    /// Its process id, while it runs.
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().expect("the process runs").id()
+    }
+
     /// `ws://ADDR/ws`.
     pub fn ws_url(&self) -> String {
         format!("ws://{}/ws", self.addr)

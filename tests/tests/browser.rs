@@ -8,8 +8,8 @@ use std::path::Path;
 use mtorrent_e2e::bad_peer::CorruptSwarm;
 use mtorrent_e2e::browser::Browser;
 use mtorrent_e2e::command::Dir;
-use mtorrent_e2e::random_bytes;
-use mtorrent_e2e::swarm::{get_and_seed, share, wait_until_file_equals, Trackers};
+use mtorrent_e2e::swarm::{get, get_and_seed, share, wait_until_file_equals, Trackers};
+use mtorrent_e2e::{random_bytes, tracker_stats};
 use mtorrent_shared::{Metainfo, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 
@@ -44,7 +44,15 @@ async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
 /// Shares `file` from the page and returns the `.mtorrent` it built.
 async fn share_in_page(browser: &Browser, file: &Path) -> String {
     browser.choose_file("share-file", file).await;
-    browser.wait_for_state("share-status", &["seeding"]).await;
+    // The status may still say the previous file is seeded: wait for this one.
+    let name = file.file_name().unwrap().to_string_lossy();
+    loop {
+        let (_, text) = browser.wait_for_state("share-status", &["seeding"]).await;
+        if text.starts_with(&format!("Seeding {name} ")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let document = browser
         .eval("return document.getElementById('share-mtorrent').dataset.document;")
         .await;
@@ -85,6 +93,38 @@ async fn a_native_peer_downloads_a_file_the_page_shares() {
     drop(leecher);
     let (_, uploaded) = browser.state("share-uploaded").await;
     assert_ne!(uploaded, "0 bytes", "the page uploaded the file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_connection() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let browser = Browser::on_page(&trackers.page_url()).await;
+    let mut shared = Vec::new();
+    for (i, name) in ["first.bin", "second.bin"].into_iter().enumerate() {
+        let data = random_bytes((3 << 20) + 1_001 * i, 50 + i as u64);
+        let file = dir.write(name, &data);
+        let document = share_in_page(&browser, &file).await;
+        let mtorrent = dir.write(format!("{name}.mtorrent"), document);
+        shared.push((name, data, mtorrent));
+    }
+    // One page, one peer: both files over one connection to tracker 1.
+    let tracker = trackers.one.addr();
+    let stats = tokio::task::spawn_blocking(move || tracker_stats(tracker))
+        .await
+        .unwrap();
+    assert_eq!(
+        (stats["swarms"].as_u64(), stats["peer_connections"].as_u64()),
+        (Some(2), Some(1)),
+        "{stats}"
+    );
+    for (name, data, mtorrent) in shared {
+        let leecher = format!("leecher-{name}");
+        tokio::task::block_in_place(|| get(&dir, &leecher, &mtorrent).success());
+        let got = std::fs::read(dir.join(&leecher).join(name)).unwrap();
+        assert!(got == data, "{name} fetched from the page differs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,12 +57,17 @@ fn a_seeder_killed_and_restarted_seeds_what_it_seeded() {
     sharing.kill();
     let listed = list(&dir, "seeder");
     assert!(
-        listed.contains("seeding") && listed.contains("100.0%"),
+        listed.contains("complete") && listed.contains("100.0%") && listed.contains("not served"),
         "{listed}"
     );
     // A new process on the same catalog, after a crash, serves the file again.
     let restarted = seed(&dir, "seeder");
     wait_for_log(&restarted, "sharing data.bin");
+    let listed = list(&dir, "seeder");
+    assert!(
+        listed.contains(&format!("seeding now, in process {}", restarted.id())),
+        "{listed}"
+    );
     get(&dir, "leecher", &dir.join("data.bin.mtorrent")).success();
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
 }

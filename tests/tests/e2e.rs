@@ -4,5 +4,6 @@
 mod browser;
 mod catalog;
 mod cli;
+mod library;
 mod peer;
 mod tracker;

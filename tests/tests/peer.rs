@@ -20,10 +20,12 @@ fn a_leecher_downloads_an_identical_file_from_one_seeder() {
         .args(["list", "--catalog"])
         .args([dir.join("leecher/catalog.sqlite")])
         .stdout();
+    // The download is complete, and no process serves it once `get` has ended.
     assert!(
-        listed.contains("seeding") && listed.contains("100.0%"),
+        listed.contains("complete") && listed.contains("100.0%") && listed.contains("not served"),
         "{listed}"
     );
+    assert!(!listed.contains("seeding now"), "{listed}");
 }
 
 #[test]

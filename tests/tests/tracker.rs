@@ -1,11 +1,10 @@
 //! The tracker pair: registry, replication, persistence, faults.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::http_get;
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::tracker_client::{Closed, TrackerClient};
 use mtorrent_shared::tracker::{
@@ -113,26 +112,6 @@ async fn wait_for_file(url: &str, info_hash: InfoHash) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 #[tokio::test]

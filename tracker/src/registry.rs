@@ -59,6 +59,9 @@ pub struct RegistryCounts {
     pub peers: usize,
     /// Of which complete.
     pub seeders: usize,
+    /// Connections of this tracker in at least one swarm: one per peer node, however many
+    /// files it shares.
+    pub peer_connections: usize,
 }
 
 /// Every swarm this tracker knows.
@@ -270,6 +273,11 @@ impl Registry {
     pub fn counts(&self) -> RegistryCounts {
         let mut counts = RegistryCounts {
             swarms: self.swarms.len(),
+            peer_connections: self
+                .connection_swarms
+                .values()
+                .filter(|swarms| !swarms.is_empty())
+                .count(),
             ..RegistryCounts::default()
         };
         for swarm in self.swarms.values() {

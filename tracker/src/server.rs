@@ -48,6 +48,7 @@ pub struct Stats {
     leechers: usize,
     files: usize,
     connections: usize,
+    peer_connections: usize,
     messages_per_second: u64,
     messages_total: u64,
     twin: TwinStats,
@@ -68,6 +69,7 @@ fn collect(tracker: &Tracker) -> Stats {
         leechers: counts.peers - counts.seeders,
         files,
         connections: tracker.connections.load(Ordering::Relaxed),
+        peer_connections: counts.peer_connections,
         messages_per_second: tracker.messages_per_second.load(Ordering::Relaxed),
         messages_total: tracker.messages.load(Ordering::Relaxed),
         twin: TwinStats {
@@ -93,6 +95,11 @@ async fn metrics(State(tracker): State<Arc<Tracker>>) -> impl IntoResponse {
             "connections",
             "Open WebSocket connections.",
             s.connections as u64,
+        ),
+        (
+            "peer_connections",
+            "Connections in at least one swarm: one per peer node.",
+            s.peer_connections as u64,
         ),
         (
             "messages_per_second",

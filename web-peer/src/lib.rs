@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use futures::channel::mpsc;
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use wasm_bindgen::prelude::*;
 
@@ -171,12 +172,15 @@ impl MtorrentSummary {
     }
 }
 
-/// The browser's peer: downloads and seeds any number of files at once, each under its own
-/// peer id (a tracker ties a peer id to one connection, and each file has its own).
+/// The browser's peer: one node with one peer id, which downloads and seeds any number of
+/// files at once and announces them all over one connection per tracker.
 #[wasm_bindgen]
 pub struct BrowserPeer {
+    peer_id: PeerId,
     events: events::EventSink,
     swarms: RefCell<HashMap<InfoHash, Rc<Swarm>>>,
+    /// The tracker client of each pair of trackers the page's files name.
+    trackers: RefCell<HashMap<[String; 2], mpsc::UnboundedSender<tracker::SwarmChange>>>,
 }
 
 #[wasm_bindgen]
@@ -190,8 +194,10 @@ impl BrowserPeer {
             web_sys::console::error_1(&format!("mtorrent peer: {info}").into());
         }));
         BrowserPeer {
+            peer_id: new_peer_id(),
             events: events::EventSink::new(on_event),
             swarms: RefCell::new(HashMap::new()),
+            trackers: RefCell::new(HashMap::new()),
         }
     }
 
@@ -202,9 +208,9 @@ impl BrowserPeer {
         let metainfo = parse(metainfo.as_bytes())?;
         let info_hash = metainfo.info_hash();
         let register = Some(metainfo.to_json());
-        let swarm = Swarm::seeding(metainfo, new_peer_id(), store, self.events.clone());
+        let swarm = Swarm::seeding(metainfo, self.peer_id, store, self.events.clone());
         self.replace(info_hash, swarm.clone());
-        tracker::announce(swarm.clone(), register);
+        self.announce(swarm.clone(), register);
         swarm.publish();
         Ok(info_hash.to_hex())
     }
@@ -216,15 +222,10 @@ impl BrowserPeer {
         let metainfo = parse(metainfo)?;
         let info_hash = metainfo.info_hash();
         let (finished, done) = futures::channel::oneshot::channel();
-        let swarm = Swarm::downloading(
-            metainfo,
-            new_peer_id(),
-            store,
-            self.events.clone(),
-            finished,
-        );
+        let swarm =
+            Swarm::downloading(metainfo, self.peer_id, store, self.events.clone(), finished);
         self.replace(info_hash, swarm.clone());
-        tracker::announce(swarm.clone(), None);
+        self.announce(swarm.clone(), None);
         swarm.publish();
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             match done.await {
@@ -243,6 +244,16 @@ impl BrowserPeer {
                 swarm.stop();
             }
         }
+    }
+
+    /// Announces `swarm` over the page's connection to its trackers, started on first use.
+    fn announce(&self, swarm: Rc<Swarm>, register: Option<String>) {
+        let trackers = swarm.metainfo.trackers().clone();
+        let mut clients = self.trackers.borrow_mut();
+        let client = clients
+            .entry(trackers.clone())
+            .or_insert_with(|| tracker::spawn(self.peer_id, trackers, self.events.clone()));
+        let _ = client.unbounded_send(tracker::SwarmChange::Join(swarm, register));
     }
 
     fn replace(&self, info_hash: InfoHash, swarm: Rc<Swarm>) {

@@ -1,7 +1,10 @@
-//! Drives a `shared` [`Announcer`] for one swarm over a browser WebSocket to tracker 1 (or 2):
-//! announces, dials the native peers a download needs, and, seeding, dials back the native
-//! peers that ask for us through the tracker's signal.
+//! The page's tracker client: drives one `shared` [`Announcer`] for every swarm of the page
+//! whose `.mtorrent` names the same pair of trackers, over one browser WebSocket to tracker 1
+//! (or 2). However many files the page shares or downloads, it is one peer with one peer id and
+//! one tracker connection; a download dials the native peers it needs, and a seeding swarm
+//! dials back the native peers that ask for it through the tracker's signal.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,186 +14,251 @@ use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use gloo::net::websocket::futures::WebSocket;
 use gloo::net::websocket::{Message as WsMessage, State};
-use mtorrent_shared::tracker::{FromTracker, PeerAddress};
-use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent};
+use mtorrent_shared::tracker::{FromTracker, PeerAddress, PeerInfo};
+use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent, InfoHash, PeerId};
 
 use crate::clock;
 use crate::connection;
-use crate::events::PeerEvent;
+use crate::events::{EventSink, PeerEvent};
 use crate::swarm::Swarm;
 
 /// How many peers a download dials at most at once.
 const MAX_DOWNLOAD_PEERS: usize = 8;
 
+/// What the page tells its tracker client.
+pub enum SwarmChange {
+    /// Join the swarm, registering the `.mtorrent` (`register`) if given.
+    Join(Rc<Swarm>, Option<String>),
+}
+
 enum Input {
-    Text(String),
-    Closed,
+    Change(SwarmChange),
+    /// A text message on tracker connection number `.0`.
+    Text(u64, String),
+    /// Tracker connection number `.0` closed.
+    Closed(u64),
+    /// The page dropped its peer: nothing more will join.
+    PeerDropped,
 }
 
-/// Announces `swarm` until it stops, registering `register` (its `.mtorrent`) if given.
-pub fn announce(swarm: Rc<Swarm>, register: Option<String>) {
-    wasm_bindgen_futures::spawn_local(run(swarm, register));
-}
-
-async fn run(swarm: Rc<Swarm>, register: Option<String>) {
-    let info_hash = swarm.metainfo.info_hash();
-    let mut announcer = Announcer::new(
-        swarm.metainfo.trackers().clone(),
-        swarm.peer_id,
-        AnnouncerConfig::default(),
-        clock::now(),
-    );
-    announcer.add_swarm(
-        info_hash,
-        PeerAddress::Browser,
-        swarm.left(),
-        register,
-        clock::now(),
-    );
-    let mut link: Option<(
-        SplitSink<WebSocket, WsMessage>,
-        mpsc::UnboundedReceiver<Input>,
-    )> = None;
-    let mut left = swarm.left();
-    let mut next_tick = clock::now();
-    loop {
-        while let Some(event) = announcer.poll_event() {
-            handle_event(&swarm, event);
+/// Starts the client of tracker pair `trackers` for the page's peer `peer_id`; it runs until
+/// the returned sender is dropped.
+pub fn spawn(
+    peer_id: PeerId,
+    trackers: [String; 2],
+    events: EventSink,
+) -> mpsc::UnboundedSender<SwarmChange> {
+    let (changes, mut changes_rx) = mpsc::unbounded::<SwarmChange>();
+    let (inputs, inputs_rx) = mpsc::unbounded::<Input>();
+    let forward = inputs.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        while let Some(change) = changes_rx.next().await {
+            if forward.unbounded_send(Input::Change(change)).is_err() {
+                return;
+            }
         }
-        while let Some(action) = announcer.poll_action() {
-            match action {
-                Action::Connect(url) => match open(&url).await {
-                    Some(opened) => {
-                        link = Some(opened);
-                        announcer.handle_connected(clock::now());
+        let _ = forward.unbounded_send(Input::PeerDropped);
+    });
+    let client = Client {
+        announcer: Announcer::new(trackers, peer_id, AnnouncerConfig::default(), clock::now()),
+        peer_id,
+        events,
+        swarms: HashMap::new(),
+        sink: None,
+        connection: 0,
+        inputs,
+    };
+    wasm_bindgen_futures::spawn_local(client.run(inputs_rx));
+    changes
+}
+
+struct Client {
+    announcer: Announcer,
+    peer_id: PeerId,
+    events: EventSink,
+    /// Each swarm, with the bytes it lacked when last told to the tracker.
+    swarms: HashMap<InfoHash, (Rc<Swarm>, u64)>,
+    sink: Option<SplitSink<WebSocket, WsMessage>>,
+    /// The number of the current tracker connection, so a closed one's late messages are
+    /// ignored.
+    connection: u64,
+    inputs: mpsc::UnboundedSender<Input>,
+}
+
+impl Client {
+    async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<Input>) {
+        let mut next_tick = clock::now();
+        loop {
+            self.handle_events();
+            self.perform_actions().await;
+            self.follow_swarms();
+            let now = clock::now();
+            if now >= next_tick {
+                for (swarm, _) in self.swarms.values() {
+                    swarm.tick();
+                }
+                next_tick = now + Duration::from_secs(1);
+            }
+            let deadline = self
+                .announcer
+                .poll_timeout()
+                .map_or(next_tick, |t| t.min(next_tick));
+            // Wake at least every 250 ms to notice progress and stops.
+            let wait = deadline.saturating_sub(now).min(Duration::from_millis(250));
+            match select(inputs.next(), Box::pin(clock::sleep(wait))).await {
+                Either::Left((Some(Input::PeerDropped) | None, _)) => return,
+                Either::Left((Some(input), _)) => self.handle_input(input),
+                Either::Right(((), _)) => self.announcer.handle_timeout(clock::now()),
+            }
+        }
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        let now = clock::now();
+        match input {
+            Input::Change(SwarmChange::Join(swarm, register)) => {
+                let info_hash = swarm.metainfo.info_hash();
+                let left = swarm.left();
+                self.swarms.insert(info_hash, (swarm, left));
+                self.announcer
+                    .add_swarm(info_hash, PeerAddress::Browser, left, register, now);
+            }
+            Input::Text(connection, text) if connection == self.connection => {
+                match FromTracker::decode(&text) {
+                    Ok(message) => self.announcer.handle_message(message, now),
+                    Err(e) => self.events.emit(&PeerEvent::Warning {
+                        info_hash: None,
+                        message: format!("the tracker sent something unreadable: {e}"),
+                    }),
+                }
+            }
+            Input::Closed(connection) if connection == self.connection => {
+                self.sink = None;
+                self.announcer.handle_disconnected(now);
+            }
+            Input::Text(..) | Input::Closed(_) | Input::PeerDropped => {}
+        }
+    }
+
+    /// Tells the tracker how much each swarm lacks, and leaves the stopped ones.
+    fn follow_swarms(&mut self) {
+        let now = clock::now();
+        let mut stopped = Vec::new();
+        for (info_hash, (swarm, told)) in &mut self.swarms {
+            if swarm.is_stopped() {
+                stopped.push(*info_hash);
+            } else if swarm.left() != *told {
+                *told = swarm.left();
+                self.announcer.set_left(*info_hash, *told, now);
+            }
+        }
+        for info_hash in stopped {
+            self.swarms.remove(&info_hash);
+            self.announcer.remove_swarm(info_hash, now);
+        }
+    }
+
+    fn handle_events(&mut self) {
+        while let Some(event) = self.announcer.poll_event() {
+            match event {
+                AnnouncerEvent::Peers {
+                    info_hash,
+                    peers,
+                    seeders,
+                    leechers,
+                } => {
+                    self.events.emit(&PeerEvent::Swarm {
+                        info_hash: info_hash.to_hex(),
+                        seeders,
+                        leechers,
+                    });
+                    if let Some((swarm, _)) = self.swarms.get(&info_hash) {
+                        self.dial_for_download(swarm, peers);
                     }
-                    None => {
-                        link = None;
-                        announcer.handle_disconnected(clock::now());
-                    }
-                },
-                Action::Send(message) => {
-                    let sent = match link.as_mut() {
-                        Some((sink, _)) => {
-                            sink.send(WsMessage::Text(message.encode())).await.is_ok()
+                }
+                AnnouncerEvent::Signal {
+                    info_hash,
+                    from,
+                    dial,
+                } => {
+                    if let Some((swarm, _)) = self.swarms.get(&info_hash) {
+                        if swarm.is_seeding() && !swarm.is_connected(from) {
+                            connection::dial(swarm.clone(), dial);
                         }
+                    }
+                }
+                AnnouncerEvent::SwitchedTracker { url } => {
+                    self.events.emit(&PeerEvent::Tracker { url });
+                }
+                AnnouncerEvent::Refused { message, .. } => {
+                    self.events.emit(&PeerEvent::Warning {
+                        info_hash: None,
+                        message: format!("the tracker refused: {message}"),
+                    });
+                }
+            }
+        }
+    }
+
+    fn dial_for_download(&self, swarm: &Rc<Swarm>, peers: Vec<PeerInfo>) {
+        if swarm.is_complete() || swarm.is_seeding() {
+            return;
+        }
+        for peer in peers {
+            if swarm.peer_count() >= MAX_DOWNLOAD_PEERS {
+                break;
+            }
+            if let PeerAddress::Native { url } = peer.address {
+                if !swarm.is_connected(peer.peer_id) && peer.peer_id != self.peer_id {
+                    connection::dial(swarm.clone(), url);
+                }
+            }
+        }
+    }
+
+    async fn perform_actions(&mut self) {
+        while let Some(action) = self.announcer.poll_action() {
+            match action {
+                Action::Connect(url) => {
+                    self.connection += 1;
+                    match open(&url, self.connection, self.inputs.clone()).await {
+                        Some(sink) => {
+                            self.sink = Some(sink);
+                            self.announcer.handle_connected(clock::now());
+                        }
+                        None => {
+                            self.sink = None;
+                            self.announcer.handle_disconnected(clock::now());
+                        }
+                    }
+                }
+                Action::Send(message) => {
+                    let sent = match self.sink.as_mut() {
+                        Some(sink) => sink.send(WsMessage::Text(message.encode())).await.is_ok(),
                         None => false,
                     };
                     if !sent {
-                        link = None;
-                        announcer.handle_disconnected(clock::now());
+                        self.sink = None;
+                        self.announcer.handle_disconnected(clock::now());
                     }
                 }
-                Action::Disconnect => link = None,
-            }
-        }
-        if swarm.is_stopped() {
-            announcer.remove_swarm(info_hash, clock::now());
-            while let Some(action) = announcer.poll_action() {
-                if let (Action::Send(message), Some((sink, _))) = (action, link.as_mut()) {
-                    let _ = sink.send(WsMessage::Text(message.encode())).await;
+                Action::Disconnect => {
+                    // Messages still on their way from the old connection are ignored.
+                    self.connection += 1;
+                    self.sink = None;
                 }
             }
-            if let Some((mut sink, _)) = link {
-                let _ = sink.close().await;
-            }
-            return;
-        }
-        if swarm.left() != left {
-            left = swarm.left();
-            announcer.set_left(info_hash, left, clock::now());
-            continue;
-        }
-        let now = clock::now();
-        if now >= next_tick {
-            swarm.tick();
-            next_tick = now + Duration::from_secs(1);
-        }
-        let deadline = announcer
-            .poll_timeout()
-            .map_or(next_tick, |t| t.min(next_tick));
-        // Wake at least every 250 ms to notice progress and a stop.
-        let wait = deadline.saturating_sub(now).min(Duration::from_millis(250));
-        let input = match link.as_mut() {
-            Some((_, inputs)) => match select(inputs.next(), Box::pin(clock::sleep(wait))).await {
-                Either::Left((input, _)) => Some(input.unwrap_or(Input::Closed)),
-                Either::Right(((), _)) => None,
-            },
-            None => {
-                clock::sleep(wait).await;
-                None
-            }
-        };
-        match input {
-            Some(Input::Text(text)) => match FromTracker::decode(&text) {
-                Ok(message) => announcer.handle_message(message, clock::now()),
-                Err(e) => swarm.events().emit(&PeerEvent::Warning {
-                    info_hash: None,
-                    message: format!("the tracker sent something unreadable: {e}"),
-                }),
-            },
-            Some(Input::Closed) => {
-                link = None;
-                announcer.handle_disconnected(clock::now());
-            }
-            None => announcer.handle_timeout(clock::now()),
         }
     }
 }
 
-fn handle_event(swarm: &Rc<Swarm>, event: AnnouncerEvent) {
-    let info_hash = swarm.metainfo.info_hash();
-    match event {
-        AnnouncerEvent::Peers {
-            peers,
-            seeders,
-            leechers,
-            ..
-        } => {
-            swarm.events().emit(&PeerEvent::Swarm {
-                info_hash: info_hash.to_hex(),
-                seeders,
-                leechers,
-            });
-            if swarm.is_complete() {
-                return;
-            }
-            for peer in peers {
-                if swarm.peer_count() >= MAX_DOWNLOAD_PEERS {
-                    break;
-                }
-                if let PeerAddress::Native { url } = peer.address {
-                    if !swarm.is_connected(peer.peer_id) && peer.peer_id != swarm.peer_id {
-                        connection::dial(swarm.clone(), url);
-                    }
-                }
-            }
-        }
-        AnnouncerEvent::Signal { from, dial, .. } => {
-            if swarm.is_seeding() && !swarm.is_connected(from) {
-                connection::dial(swarm.clone(), dial);
-            }
-        }
-        AnnouncerEvent::SwitchedTracker { url } => {
-            swarm.events().emit(&PeerEvent::Tracker { url });
-        }
-        AnnouncerEvent::Refused { message, .. } => {
-            swarm.events().emit(&PeerEvent::Warning {
-                info_hash: Some(info_hash.to_hex()),
-                message: format!("the tracker refused: {message}"),
-            });
-        }
-    }
-}
-
-/// Opens a tracker WebSocket and waits until it is open (at most 10 s); its text messages
-/// arrive on the returned channel.
+/// Opens a tracker WebSocket and waits until it is open (at most 10 s); its text messages and
+/// its close reach `inputs`, tagged with `connection`.
 async fn open(
     url: &str,
-) -> Option<(
-    SplitSink<WebSocket, WsMessage>,
-    mpsc::UnboundedReceiver<Input>,
-)> {
+    connection: u64,
+    inputs: mpsc::UnboundedSender<Input>,
+) -> Option<SplitSink<WebSocket, WsMessage>> {
     let socket = WebSocket::open(url).ok()?;
     let deadline = clock::now() + Duration::from_secs(10);
     while matches!(socket.state(), State::Connecting) {
@@ -203,16 +271,18 @@ async fn open(
         return None;
     }
     let (sink, mut stream) = socket.split();
-    let (tx, rx) = mpsc::unbounded();
     wasm_bindgen_futures::spawn_local(async move {
         while let Some(Ok(message)) = stream.next().await {
             if let WsMessage::Text(text) = message {
-                if tx.unbounded_send(Input::Text(text)).is_err() {
+                if inputs
+                    .unbounded_send(Input::Text(connection, text))
+                    .is_err()
+                {
                     return;
                 }
             }
         }
-        let _ = tx.unbounded_send(Input::Closed);
+        let _ = inputs.unbounded_send(Input::Closed(connection));
     });
-    Some((sink, rx))
+    Some(sink)
 }

@@ -160,10 +160,9 @@ impl Supervisor {
             }
         }
         self.save_progress()?;
-        for info_hash in self.active.keys() {
-            self.node.remove(*info_hash);
-        }
-        // Give the announcers a moment to tell the trackers we left.
+        // Closing the tracker connections drops the node from every swarm at once.
+        self.node.shutdown();
+        // Give the tracker clients a moment to close their connections.
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok(())
     }

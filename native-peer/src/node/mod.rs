@@ -1,5 +1,7 @@
-//! The running peer: a WebSocket listener for other peers, outgoing connections to the peers
-//! the trackers name, and one [`Torrent`] per file it downloads or seeds.
+//! The running peer: one node with one peer id, a WebSocket listener for other peers (incoming
+//! connections routed to a file by info hash), outgoing connections to the peers the trackers
+//! name, one [`Torrent`] per file it downloads or seeds, and one tracker client per pair of
+//! trackers, which announces every file of the node over one connection per tracker.
 
 mod connection;
 mod rate;
@@ -8,7 +10,7 @@ mod tracker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -16,6 +18,7 @@ use futures::StreamExt;
 use mtorrent_shared::wire::Message;
 use mtorrent_shared::{InfoHash, PeerId};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -33,6 +36,8 @@ pub struct Node {
     pub listen_addr: SocketAddr,
     upload_limit: Option<Arc<RateLimit>>,
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
+    /// The tracker client of each pair of trackers the node's files name.
+    trackers: Mutex<HashMap<[String; 2], mpsc::UnboundedSender<tracker::SwarmChange>>>,
 }
 
 impl Node {
@@ -54,50 +59,81 @@ impl Node {
             listen_addr: bound,
             upload_limit: max_upload_rate.map(|rate| Arc::new(RateLimit::new(rate))),
             torrents: Mutex::new(HashMap::new()),
+            trackers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(accept_loop(node.clone(), listener));
         Ok(node)
     }
 
     /// Starts downloading or seeding `torrent`, and announcing it (registering `register`, the
-    /// `.mtorrent`, with the trackers if given).
+    /// `.mtorrent`, with the trackers if given) over the node's connection to its trackers.
     pub fn add(self: &Arc<Self>, torrent: Arc<Torrent>, register: Option<String>) {
-        self.torrents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(torrent.metainfo.info_hash(), torrent.clone());
-        tokio::spawn(tracker::announce(self.clone(), torrent.clone(), register));
-        let ticker = torrent;
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
-            let mut stop = ticker.stop_signal();
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => ticker.tick(),
-                    () = stop.wait() => return,
-                }
-            }
+        let info_hash = torrent.metainfo.info_hash();
+        lock(&self.torrents).insert(info_hash, torrent.clone());
+        let changes = self.tracker_client(torrent.metainfo.trackers());
+        let _ = changes.send(tracker::SwarmChange::Join {
+            torrent: torrent.clone(),
+            register,
         });
+        if torrent.is_downloading() {
+            tokio::spawn(report_progress(torrent.clone(), changes));
+            let ticker = torrent;
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(1));
+                let mut stop = ticker.stop_signal();
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => ticker.tick(),
+                        () = stop.wait() => return,
+                    }
+                }
+            });
+        }
     }
 
     /// Stops downloading or seeding a file: its connections close and it leaves its swarm.
     /// Returns the torrent, if it was there.
     pub fn remove(&self, info_hash: InfoHash) -> Option<Arc<Torrent>> {
-        let torrent = self
-            .torrents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&info_hash)?;
+        let torrent = lock(&self.torrents).remove(&info_hash)?;
         torrent.stop();
+        if let Some(changes) = lock(&self.trackers).get(torrent.metainfo.trackers()) {
+            let _ = changes.send(tracker::SwarmChange::Leave(info_hash));
+        }
         Some(torrent)
     }
 
+    /// Stops every file and closes the tracker connections, which drops the node from every
+    /// swarm at once (rather than one stop announce per file).
+    pub fn shutdown(&self) {
+        for (_, torrent) in lock(&self.torrents).drain() {
+            torrent.stop();
+        }
+        for (_, changes) in lock(&self.trackers).drain() {
+            let _ = changes.send(tracker::SwarmChange::Shutdown);
+        }
+    }
+
+    /// How many tracker pairs the node talks to (one connection each).
+    pub fn tracker_clients(&self) -> usize {
+        lock(&self.trackers).len()
+    }
+
+    /// The client of tracker pair `trackers`, started on first use.
+    fn tracker_client(
+        self: &Arc<Self>,
+        trackers: &[String; 2],
+    ) -> mpsc::UnboundedSender<tracker::SwarmChange> {
+        let mut clients = lock(&self.trackers);
+        if let Some(changes) = clients.get(trackers).filter(|c| !c.is_closed()) {
+            return changes.clone();
+        }
+        let changes = tracker::spawn(Arc::downgrade(self), trackers.clone());
+        clients.insert(trackers.clone(), changes.clone());
+        changes
+    }
+
     fn torrent(&self, info_hash: InfoHash) -> Option<Arc<Torrent>> {
-        self.torrents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&info_hash)
-            .cloned()
+        lock(&self.torrents).get(&info_hash).cloned()
     }
 
     /// Connects to the peer at `url` for `torrent`, in the background.
@@ -116,6 +152,34 @@ impl Node {
                 _ => tracing::debug!("cannot reach peer {url}"),
             }
         });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Tells the tracker client how much a download still lacks, as it progresses, until it stops.
+async fn report_progress(
+    torrent: Arc<Torrent>,
+    changes: mpsc::UnboundedSender<tracker::SwarmChange>,
+) {
+    let info_hash = torrent.metainfo.info_hash();
+    let mut progress = torrent.watch_progress();
+    let mut stop = torrent.stop_signal();
+    loop {
+        tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let left = tracker::left_of(&torrent);
+                if changes.send(tracker::SwarmChange::Left { info_hash, left }).is_err() {
+                    return;
+                }
+            }
+            () = stop.wait() => return,
+        }
     }
 }
 

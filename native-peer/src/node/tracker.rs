@@ -1,13 +1,17 @@
-//! Drives a [`mtorrent_shared::Announcer`] for one torrent: a WebSocket to tracker 1 (or 2),
-//! announces on schedule, and new peers handed to the node to dial.
+//! The node's tracker client: drives one [`mtorrent_shared::Announcer`] for every swarm the node
+//! is in whose `.mtorrent` names the same pair of trackers, over one WebSocket to tracker 1 (or
+//! 2). However many files the node shares, it holds one connection per tracker and announces
+//! every swarm over it; the peers the trackers name are handed to the node to dial.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use mtorrent_shared::tracker::{FromTracker, PeerAddress};
-use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent};
+use mtorrent_shared::tracker::{FromTracker, PeerAddress, PeerInfo};
+use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent, InfoHash};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -16,129 +20,228 @@ use super::Node;
 
 type TrackerSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Announces `torrent` until it is stopped (then leaves its swarm), dialing the peers the trackers name
-/// while the torrent is incomplete. `register` is the `.mtorrent` to register the file with.
-pub async fn announce(node: Arc<Node>, torrent: Arc<Torrent>, register: Option<String>) {
+/// What the node tells its tracker client.
+#[derive(Debug)]
+pub enum SwarmChange {
+    /// Join the torrent's swarm, registering the `.mtorrent` (`register`) if given.
+    Join {
+        /// The torrent.
+        torrent: Arc<Torrent>,
+        /// The `.mtorrent` document to register with the trackers.
+        register: Option<String>,
+    },
+    /// The torrent now lacks this many bytes.
+    Left {
+        /// The torrent's swarm.
+        info_hash: InfoHash,
+        /// Bytes still missing.
+        left: u64,
+    },
+    /// Leave the swarm.
+    Leave(InfoHash),
+    /// Close the tracker connection and end: the tracker drops every swarm of the connection.
+    Shutdown,
+}
+
+/// Starts the client of tracker pair `trackers` for `node`; it runs until told to shut down
+/// or until the node is gone.
+pub fn spawn(node: Weak<Node>, trackers: [String; 2]) -> mpsc::UnboundedSender<SwarmChange> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(node, trackers, rx));
+    tx
+}
+
+struct Client {
+    node: Weak<Node>,
+    announcer: Announcer,
+    torrents: HashMap<InfoHash, Arc<Torrent>>,
+    socket: Option<TrackerSocket>,
+    start: tokio::time::Instant,
+}
+
+async fn run(
+    node: Weak<Node>,
+    trackers: [String; 2],
+    mut changes: mpsc::UnboundedReceiver<SwarmChange>,
+) {
+    let Some(peer_id) = node.upgrade().map(|n| n.peer_id) else {
+        return;
+    };
     let start = tokio::time::Instant::now();
-    let now = || start.elapsed();
-    let info_hash = torrent.metainfo.info_hash();
-    let mut announcer = Announcer::new(
-        torrent.metainfo.trackers().clone(),
-        node.peer_id,
-        AnnouncerConfig::default(),
-        now(),
-    );
-    let left = |t: &Torrent| t.metainfo.size() - t.watch_progress().borrow().bytes;
-    announcer.add_swarm(
-        info_hash,
-        PeerAddress::Native {
-            url: node.advertised_url.clone(),
-        },
-        left(&torrent),
-        register,
-        now(),
-    );
-    let mut progress = torrent.watch_progress();
-    let mut socket: Option<TrackerSocket> = None;
-    let mut stopping = false;
-    let mut stop = torrent.stop_signal();
+    let mut client = Client {
+        node,
+        announcer: Announcer::new(
+            trackers,
+            peer_id,
+            AnnouncerConfig::default(),
+            Duration::ZERO,
+        ),
+        torrents: HashMap::new(),
+        socket: None,
+        start,
+    };
     loop {
-        // Events first: answering them (signals) queues messages sent just below.
-        while let Some(event) = announcer.poll_event() {
-            match event {
-                AnnouncerEvent::Peers { peers, .. } if !torrent.is_complete() => {
-                    for peer in peers {
-                        if torrent.is_connected(peer.peer_id) || peer.peer_id == node.peer_id {
-                            continue;
-                        }
-                        match peer.address {
-                            PeerAddress::Native { url } => node.dial(torrent.clone(), url),
-                            // A browser cannot be dialled: ask it, through the tracker, to
-                            // dial us.
-                            PeerAddress::Browser => announcer.signal(
-                                info_hash,
-                                peer.peer_id,
-                                node.advertised_url.clone(),
-                                now(),
-                            ),
-                        }
-                    }
-                }
-                AnnouncerEvent::SwitchedTracker { url } => {
-                    tracing::info!("using tracker {url}");
-                }
-                AnnouncerEvent::Refused { code, message } => {
-                    tracing::warn!("tracker refused: {code:?}: {message}");
-                }
-                _ => {}
-            }
-        }
-        while let Some(action) = announcer.poll_action() {
-            match action {
-                Action::Connect(url) => {
-                    let connect = tokio_tungstenite::connect_async(url.as_str());
-                    match tokio::time::timeout(Duration::from_secs(10), connect).await {
-                        Ok(Ok((s, _))) => {
-                            socket = Some(s);
-                            announcer.handle_connected(now());
-                        }
-                        _ => {
-                            tracing::debug!("cannot reach tracker {url}");
-                            announcer.handle_disconnected(now());
-                        }
-                    }
-                }
-                Action::Send(message) => {
-                    let sent = match socket.as_mut() {
-                        Some(s) => s
-                            .send(WsMessage::Text(message.encode().into()))
-                            .await
-                            .is_ok(),
-                        None => false,
-                    };
-                    if !sent {
-                        socket = None;
-                        announcer.handle_disconnected(now());
-                    }
-                }
-                Action::Disconnect => socket = None,
-            }
-        }
-        if stopping {
-            if let Some(mut s) = socket.take() {
-                let _ = s.close(None).await;
-            }
-            return;
-        }
-        let wake = announcer
+        client.handle_events();
+        client.perform_actions().await;
+        let wake = client
+            .announcer
             .poll_timeout()
             .map(|t| start + t)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
-            frame = next_text(&mut socket) => match frame {
+            frame = next_text(&mut client.socket) => match frame {
                 Some(text) => match FromTracker::decode(&text) {
-                    Ok(message) => announcer.handle_message(message, now()),
+                    Ok(message) => client.announcer.handle_message(message, client.now()),
                     Err(e) => tracing::warn!("bad message from the tracker: {e}"),
                 },
                 None => {
-                    socket = None;
-                    announcer.handle_disconnected(now());
+                    client.socket = None;
+                    client.announcer.handle_disconnected(client.now());
                 }
             },
-            changed = progress.changed() => {
-                if changed.is_err() {
+            change = changes.recv() => match change {
+                Some(SwarmChange::Shutdown) | None => break,
+                Some(change) => client.apply(change),
+            },
+            () = tokio::time::sleep_until(wake) => client.announcer.handle_timeout(client.now()),
+        }
+    }
+    // Whatever was queued (stops) goes out before the connection closes.
+    client.perform_actions().await;
+    if let Some(mut socket) = client.socket.take() {
+        let _ = socket.close(None).await;
+    }
+}
+
+impl Client {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn apply(&mut self, change: SwarmChange) {
+        let now = self.now();
+        match change {
+            SwarmChange::Join { torrent, register } => {
+                let Some(node) = self.node.upgrade() else {
                     return;
-                }
-                announcer.set_left(info_hash, left(&torrent), now());
+                };
+                let info_hash = torrent.metainfo.info_hash();
+                let left = left_of(&torrent);
+                self.torrents.insert(info_hash, torrent);
+                self.announcer.add_swarm(
+                    info_hash,
+                    PeerAddress::Native {
+                        url: node.advertised_url.clone(),
+                    },
+                    left,
+                    register,
+                    now,
+                );
             }
-            () = tokio::time::sleep_until(wake) => announcer.handle_timeout(now()),
-            () = stop.wait(), if !stopping => {
-                // Leave the swarm, if the tracker is connected, then end.
-                announcer.remove_swarm(info_hash, now());
-                stopping = true;
+            SwarmChange::Left { info_hash, left } => {
+                self.announcer.set_left(info_hash, left, now);
+            }
+            SwarmChange::Leave(info_hash) => {
+                self.torrents.remove(&info_hash);
+                self.announcer.remove_swarm(info_hash, now);
+            }
+            SwarmChange::Shutdown => {}
+        }
+    }
+
+    /// Acts on what the trackers said: dials the peers a download needs.
+    fn handle_events(&mut self) {
+        while let Some(event) = self.announcer.poll_event() {
+            match event {
+                AnnouncerEvent::Peers {
+                    info_hash, peers, ..
+                } => self.connect_to(info_hash, peers),
+                AnnouncerEvent::SwitchedTracker { url } => tracing::info!("using tracker {url}"),
+                AnnouncerEvent::Refused { code, message } => {
+                    tracing::warn!("tracker refused: {code:?}: {message}");
+                }
+                // Native peers accept connections: nobody needs to signal them.
+                AnnouncerEvent::Signal { .. } => {}
             }
         }
     }
+
+    fn connect_to(&mut self, info_hash: InfoHash, peers: Vec<PeerInfo>) {
+        let (Some(node), Some(torrent)) = (self.node.upgrade(), self.torrents.get(&info_hash))
+        else {
+            return;
+        };
+        if torrent.is_complete() {
+            return;
+        }
+        for peer in peers {
+            if peer.peer_id == node.peer_id || torrent.is_connected(peer.peer_id) {
+                continue;
+            }
+            match peer.address {
+                PeerAddress::Native { url } => node.dial(torrent.clone(), url),
+                // A browser cannot be dialled: ask it, through the tracker, to dial us.
+                PeerAddress::Browser => self.announcer.signal(
+                    info_hash,
+                    peer.peer_id,
+                    node.advertised_url.clone(),
+                    self.now(),
+                ),
+            }
+        }
+    }
+
+    /// Connects, sends and closes as the announcer asks; messages are written together and
+    /// flushed once.
+    async fn perform_actions(&mut self) {
+        let mut unflushed = false;
+        while let Some(action) = self.announcer.poll_action() {
+            match action {
+                Action::Connect(url) => {
+                    let connect = tokio_tungstenite::connect_async(url.as_str());
+                    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+                        Ok(Ok((socket, _))) => {
+                            self.socket = Some(socket);
+                            self.announcer.handle_connected(self.now());
+                        }
+                        _ => {
+                            tracing::debug!("cannot reach tracker {url}");
+                            self.socket = None;
+                            self.announcer.handle_disconnected(self.now());
+                        }
+                    }
+                }
+                Action::Send(message) => {
+                    let fed = match self.socket.as_mut() {
+                        Some(socket) => socket
+                            .feed(WsMessage::Text(message.encode().into()))
+                            .await
+                            .is_ok(),
+                        None => false,
+                    };
+                    unflushed |= fed;
+                    if !fed {
+                        self.socket = None;
+                        self.announcer.handle_disconnected(self.now());
+                    }
+                }
+                Action::Disconnect => self.socket = None,
+            }
+        }
+        if unflushed {
+            if let Some(socket) = self.socket.as_mut() {
+                if socket.flush().await.is_err() {
+                    self.socket = None;
+                    self.announcer.handle_disconnected(self.now());
+                }
+            }
+        }
+    }
+}
+
+/// Bytes the torrent still lacks.
+pub fn left_of(torrent: &Torrent) -> u64 {
+    torrent.metainfo.size() - torrent.watch_progress().borrow().bytes
 }
 
 /// The next text message, `None` when the socket closes; pending forever without a socket.

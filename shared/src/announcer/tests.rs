@@ -251,7 +251,10 @@ fn many_swarms_share_one_connection_and_their_announces_are_paced() {
     }
     assert_eq!(first_sent.len(), 1_000, "every swarm announced");
     // A second's burst, then the rate: never more than twice the rate in any second.
-    assert!(per_second.values().all(|&n| n <= 2 * 100 + 1), "{per_second:?}");
+    assert!(
+        per_second.values().all(|&n| n <= 2 * 100 + 1),
+        "{per_second:?}"
+    );
     let last = *first_sent.values().max().unwrap();
     assert!(
         (8 * S..=11 * S).contains(&last),
@@ -277,7 +280,9 @@ fn a_re_announce_of_many_swarms_follows_each_swarms_interval() {
     a.handle_timeout(40 * S);
     let due = announces(&actions(&mut a));
     assert_eq!(due.len(), 10, "intervals 30..=39 are due at 40 s: {due:?}");
-    assert!(due.iter().all(|(_, event, _)| *event == AnnounceEvent::Update));
+    assert!(due
+        .iter()
+        .all(|(_, event, _)| *event == AnnounceEvent::Update));
     assert_eq!(a.swarm_count(), 50);
     assert!(!a.has_swarm(info_hash(99)));
 }

@@ -60,7 +60,8 @@ fn announce_returns_other_peers_never_the_asker() {
         RegistryCounts {
             swarms: 1,
             peers: 5,
-            seeders: 0
+            seeders: 0,
+            peer_connections: 5,
         }
     );
 }
@@ -161,7 +162,8 @@ fn stopped_leave_and_close_remove_peers_and_tell_the_twin() {
         RegistryCounts {
             swarms: 1,
             peers: 1,
-            seeders: 1
+            seeders: 1,
+            peer_connections: 1,
         }
     );
     registry.handle_connection_closed(1, &mut sync);
@@ -310,4 +312,43 @@ fn bad_addresses_are_refused() {
         &mut Vec::new(),
     );
     assert_eq!(result.unwrap_err().0, ErrorCode::BadAddress);
+}
+
+#[test]
+fn one_node_announces_many_swarms_over_one_connection_and_is_never_refused() {
+    let mut registry = Registry::new(limits());
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut sync = Vec::new();
+    // Within the per-connection limit (3 in these tests), every swarm of one peer id, on one
+    // connection, is accepted, again and again.
+    for round in 0..3 {
+        for swarm in 1..=3u8 {
+            let event = if round == 0 {
+                AnnounceEvent::Started
+            } else {
+                AnnounceEvent::Update
+            };
+            registry
+                .handle_announce(
+                    1,
+                    &announce(swarm, 7, event, 0),
+                    SECOND,
+                    &mut rng,
+                    &mut sync,
+                )
+                .unwrap();
+        }
+    }
+    let counts = registry.counts();
+    assert_eq!((counts.swarms, counts.peers), (3, 3));
+    assert_eq!(counts.peer_connections, 1);
+    // The same peer id from another connection is still refused.
+    let hijack = registry.handle_announce(
+        2,
+        &announce(4, 7, AnnounceEvent::Started, 0),
+        SECOND,
+        &mut rng,
+        &mut sync,
+    );
+    assert_eq!(hijack.unwrap_err().0, ErrorCode::PeerIdTaken);
 }
