@@ -62,12 +62,17 @@ fn a_seeder_killed_and_restarted_seeds_what_it_seeded() {
     );
     // A new process on the same catalog, after a crash, serves the file again.
     let restarted = seed(&dir, "seeder");
-    wait_for_log(&restarted, "sharing data.bin");
-    let listed = list(&dir, "seeder");
-    assert!(
-        listed.contains(&format!("seeding now, in process {}", restarted.id())),
-        "{listed}"
-    );
+    // (Its log is the killed process's: wait for what `list` says, not for a log line.)
+    let serving = format!("seeding now, in process {}", restarted.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = list(&dir, "seeder");
+        if listed.contains(&serving) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     get(&dir, "leecher", &dir.join("data.bin.mtorrent")).success();
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
 }
@@ -82,7 +87,16 @@ fn a_shared_file_changed_on_disk_is_verified_again_and_its_bad_pieces_never_serv
     // The user edits one piece of the shared file while it is seeded.
     let mut edited = data.clone();
     edited[3 * 524_288 + 10] ^= 0xff;
-    std::fs::write(dir.join("changed/data.bin"), &edited).unwrap();
+    // In place, one byte: a rewrite of the whole file could be seen half done.
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("changed/data.bin"))
+            .unwrap(),
+        &edited[3 * 524_288 + 10..][..1],
+        3 * 524_288 + 10,
+    )
+    .unwrap();
     // An honest seeder has the original; the leecher must never receive the edited piece.
     let _honest = share(&dir, "honest", "data.bin", &data, &trackers);
     let finished = get(&dir, "leecher", &mtorrent).success();
