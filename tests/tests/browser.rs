@@ -78,6 +78,29 @@ async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_page_shows_no_control_that_means_nothing_yet() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let browser = Browser::on_page(&trackers.page_url()).await;
+    // What the user sees, not what the DOM holds: the computed visibility of each control that
+    // only means something after a share or a download.
+    let visible = browser
+        .eval(
+            "return ['share-mtorrent', 'share-stats', 'share-progress', 'download-save',
+                     'download-stats', 'download-progress']
+               .filter((id) => document.getElementById(id).checkVisibility());",
+        )
+        .await;
+    assert_eq!(visible, serde_json::json!([]), "visible on a fresh page");
+    // And what must be there is.
+    let visible = browser
+        .eval("return ['drop-zone', 'download-mtorrent'].map((id) => document.getElementById(id).checkVisibility());")
+        .await;
+    assert_eq!(visible, serde_json::json!([true, true]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_peer_downloads_a_file_the_page_shares() {
     require_page();
     let dir = Dir::new();
