@@ -68,11 +68,35 @@ function onPeerEvent(event) {
 
 // --- Sharing ---
 
+/** A row of the table of files this page shares: name, size, peers, bytes uploaded and the
+ * link to save its .mtorrent. Returns the row, whose cells the file's events update. */
+function sharedRow(file, summary, document_) {
+  const row = document.createElement("tr");
+  row.dataset.infoHash = summary.infoHash;
+  const cells = {};
+  for (const [key, text, numeric] of [["name", file.name, false], ["size", humanSize(file.size), true], ["peers", "0", true], ["uploaded", humanSize(0), true]]) {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    cell.className = numeric ? `number ${key}` : key;
+    cells[key] = cell;
+    row.append(cell);
+  }
+  const link = document.createElement("a");
+  link.className = "button mtorrent";
+  link.textContent = "Save the .mtorrent";
+  link.setAttribute("aria-label", `Save ${file.name}.mtorrent`);
+  link.href = URL.createObjectURL(new Blob([document_], { type: "application/json" }));
+  link.download = `${file.name}.mtorrent`;
+  link.dataset.document = document_;
+  const actions = document.createElement("td");
+  actions.append(link);
+  row.append(actions);
+  return { row, cells };
+}
+
 async function share(file) {
   const status = $("share-status");
   const progress = $("share-progress");
-  $("share-mtorrent").hidden = true;
-  $("share-stats").hidden = true;
   progress.hidden = false;
   progress.value = 0;
   try {
@@ -85,25 +109,26 @@ async function share(file) {
     const document_ = await hashFile(file, tracker1, tracker2, onProgress, crypto.subtle ? "webcrypto" : "wasm");
     const seconds = (performance.now() - started) / 1000;
     const summary = MtorrentSummary.parse(new TextEncoder().encode(document_));
-    const link = $("share-mtorrent");
-    link.href = URL.createObjectURL(new Blob([document_], { type: "application/json" }));
-    link.download = `${file.name}.mtorrent`;
-    link.hidden = false;
-    link.dataset.document = document_;
+    const { row, cells } = sharedRow(file, summary, document_);
+    const body = $("shared").querySelector("tbody");
+    // Sharing the same file again replaces its row.
+    body.querySelector(`tr[data-info-hash="${summary.infoHash}"]`)?.remove();
     const store = {
       read: async (offset, length) => new Uint8Array(await file.slice(offset, offset + length).arrayBuffer()),
       write: async () => { throw new Error("a shared file is never written"); },
     };
     listeners.set(summary.infoHash, (event) => {
       if (event.type === "progress") {
-        $("share-peers").textContent = event.peers;
-        $("share-uploaded").textContent = humanSize(event.uploaded);
+        cells.peers.textContent = event.peers;
+        cells.uploaded.textContent = humanSize(event.uploaded);
       } else if (event.type === "warning") {
-        setStatus(status, event.message, "error");
+        // A peer going away is part of seeding: say it on the console, not as a failure.
+        console.warn(`${file.name}: ${event.message}`);
       }
     });
     peer.seed(document_, store);
-    $("share-stats").hidden = false;
+    body.append(row);
+    $("shared").hidden = false;
     setStatus(status, `Seeding ${file.name} (${humanSize(file.size)}, hashed in ${seconds.toFixed(1)} s). Keep this page open while others download it.`, "seeding");
     status.dataset.seconds = String(seconds);
     showFiles();

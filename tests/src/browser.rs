@@ -85,6 +85,14 @@ impl Browser {
         browser
     }
 
+    /// Saves what the page shows now as a PNG at `path`: for people to look at.
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        // A desktop window, tall enough for the whole page.
+        let _ = self.client.set_window_size(1000, 1400).await;
+        let png = self.client.screenshot().await.expect("a screenshot");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
     /// Opens `url` and waits until the page's peer is ready.
     pub async fn open(&self, url: &str) {
         self.client.goto(url).await.expect("the page loads");

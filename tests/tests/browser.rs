@@ -54,9 +54,37 @@ async fn share_in_page(browser: &Browser, file: &Path) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let document = browser
-        .eval("return document.getElementById('share-mtorrent').dataset.document;")
+        .eval(&shared_row(&name, "a.mtorrent').dataset.document"))
         .await;
     document.as_str().expect("the .mtorrent").to_owned()
+}
+
+/// A script returning `property` of the cell `selector` in the page's row of shared file
+/// `name`, written as `selector').property`.
+fn shared_row(name: &str, selector_and_property: &str) -> String {
+    format!(
+        "const row = [...document.querySelectorAll('#shared tbody tr')]
+           .find((row) => row.querySelector('.name').textContent === {name:?});
+         return row?.querySelector('{selector_and_property};"
+    )
+}
+
+/// Waits until the page says it uploaded something of shared file `name`.
+async fn wait_for_upload(browser: &Browser, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let uploaded = browser
+            .eval(&shared_row(name, ".uploaded').textContent"))
+            .await;
+        if uploaded.as_str().is_some_and(|text| text != "0 bytes") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page never showed an upload of {name}: {uploaded}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +115,7 @@ async fn a_fresh_page_shows_no_control_that_means_nothing_yet() {
     // only means something after a share or a download.
     let visible = browser
         .eval(
-            "return ['share-mtorrent', 'share-stats', 'share-progress', 'download-save',
+            "return ['shared', 'share-progress', 'download-save',
                      'download-stats', 'download-progress']
                .filter((id) => document.getElementById(id).checkVisibility());",
         )
@@ -114,8 +142,7 @@ async fn a_native_peer_downloads_a_file_the_page_shares() {
     let target = dir.join("leecher/from-browser.bin");
     wait_for_file(target, data).await;
     drop(leecher);
-    let (_, uploaded) = browser.state("share-uploaded").await;
-    assert_ne!(uploaded, "0 bytes", "the page uploaded the file");
+    wait_for_upload(&browser, "from-browser.bin").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +174,19 @@ async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_co
         tokio::task::block_in_place(|| get(&dir, &leecher, &mtorrent).success());
         let got = std::fs::read(dir.join(&leecher).join(name)).unwrap();
         assert!(got == data, "{name} fetched from the page differs");
+    }
+    // The page lists both, each with what it uploaded, and the status still says it seeds.
+    for name in ["first.bin", "second.bin"] {
+        wait_for_upload(&browser, name).await;
+        let visible = browser
+            .eval(&shared_row(name, "a.mtorrent').checkVisibility()"))
+            .await;
+        assert_eq!(visible, serde_json::json!(true), "{name}'s .mtorrent link");
+    }
+    let (state, _) = browser.state("share-status").await;
+    assert_eq!(state, "seeding");
+    if let Some(path) = std::env::var_os("MTORRENT_SCREENSHOT") {
+        browser.screenshot(std::path::Path::new(&path)).await;
     }
 }
 

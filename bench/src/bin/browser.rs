@@ -112,7 +112,7 @@ async fn main() -> Result<()> {
     // What the hashing cannot beat: reading the file, as the page's hashing workers do.
     let page_reading = mb / hashing_seconds(&browser, "read-only").await?;
     let document = browser
-        .eval("return document.getElementById('share-mtorrent').dataset.document;")
+        .eval("return document.querySelector('#shared tbody tr:last-child a.mtorrent').dataset.document;")
         .await;
     let metainfo_path = dir.path().join("data.bin.mtorrent");
     std::fs::write(
