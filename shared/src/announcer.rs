@@ -2,7 +2,11 @@
 //! announce each swarm, and what to do when a tracker fails.
 //!
 //! An [`Announcer`] keeps one connection to one tracker at a time for every swarm the peer is
-//! in: a node in ten thousand swarms still holds one tracker connection. Announces are paced
+//! in: a node in ten thousand swarms still holds one tracker connection. It connects to the
+//! tracker it prefers (tracker 1 at first) and, if that one has not answered within
+//! [`AnnouncerConfig::hedge_after`], to the other one as well, keeping whichever answers first:
+//! a tracker that is unreachable (its packets dropped, not refused) costs a new peer a fraction
+//! of a second, not a timeout. Announces are paced
 //! ([`AnnouncerConfig::announce_rate`]), so joining many swarms at once, or their periodic
 //! re-announces, never floods the tracker: the rest wait their turn in deadline order. It starts with tracker 1; when the connection fails or a reply does not come within
 //! [`AnnouncerConfig::reply_timeout`], it switches to the other tracker at once and announces
@@ -29,6 +33,9 @@ use crate::{InfoHash, PeerId};
 pub struct AnnouncerConfig {
     /// How long to wait for a connection or a reply before giving up on a tracker.
     pub reply_timeout: Duration,
+    /// How long the preferred tracker may take to accept a connection before the other one is
+    /// tried too.
+    pub hedge_after: Duration,
     /// The first wait after both trackers failed; it doubles up to `max_backoff`.
     pub first_backoff: Duration,
     /// The longest wait between attempts.
@@ -44,6 +51,7 @@ impl Default for AnnouncerConfig {
     fn default() -> Self {
         Self {
             reply_timeout: Duration::from_secs(10),
+            hedge_after: Duration::from_millis(300),
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             numwant: 50,
@@ -55,9 +63,16 @@ impl Default for AnnouncerConfig {
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Open a WebSocket to this URL, then call [`Announcer::handle_connected`] or
-    /// [`Announcer::handle_disconnected`].
-    Connect(String),
+    /// Open a WebSocket to `urls[0]`; if it is not open after `hedge_after`, open one to
+    /// `urls[1]` as well, and keep whichever opens first (closing the other). Then call
+    /// [`Announcer::handle_connected`] with the index in `urls` of the one kept, or
+    /// [`Announcer::handle_disconnected`] if neither opens.
+    Connect {
+        /// The preferred tracker, then the other.
+        urls: [String; 2],
+        /// When to try the other tracker too.
+        hedge_after: Duration,
+    },
     /// Send this message on the open connection.
     Send(ToTracker),
     /// Close the connection (without calling `handle_disconnected`).
@@ -260,8 +275,15 @@ impl Announcer {
         }
     }
 
-    /// The connection asked for by [`Action::Connect`] is open.
-    pub fn handle_connected(&mut self, now: Duration) {
+    /// The connection asked for by [`Action::Connect`] is open, to its `urls[which]`.
+    pub fn handle_connected(&mut self, which: usize, now: Duration) {
+        if which == 1 {
+            // The preferred tracker did not answer in time; the other did.
+            self.current = 1 - self.current;
+            self.events.push_back(AnnouncerEvent::SwitchedTracker {
+                url: self.trackers[self.current].clone(),
+            });
+        }
         self.link = Link::Up {
             awaiting_since: None,
         };
@@ -333,8 +355,14 @@ impl Announcer {
         match self.link {
             Link::Down { retry_at } if now >= retry_at => {
                 self.link = Link::Connecting { since: now };
-                self.actions
-                    .push_back(Action::Connect(self.trackers[self.current].clone()));
+                let other = 1 - self.current;
+                self.actions.push_back(Action::Connect {
+                    urls: [
+                        self.trackers[self.current].clone(),
+                        self.trackers[other].clone(),
+                    ],
+                    hedge_after: self.config.hedge_after,
+                });
             }
             Link::Connecting { since } if now >= since + self.config.reply_timeout => {
                 self.actions.push_back(Action::Disconnect);

@@ -1,10 +1,13 @@
 //! The native peer: share, get from several peers, the catalog, failover.
 
+use std::time::{Duration, Instant};
+
 use mtorrent_e2e::command::Dir;
-use mtorrent_e2e::random_bytes;
+use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::{
     get, get_and_seed, number_after, share, share_slowly, wait_until_file_equals, Trackers,
 };
+use mtorrent_e2e::{random_bytes, tracker_stats};
 #[test]
 fn a_leecher_downloads_an_identical_file_from_one_seeder() {
     let dir = Dir::new();
@@ -54,6 +57,53 @@ fn a_download_completes_through_tracker_two_when_tracker_one_is_down() {
     trackers.one.kill();
     get(&dir, "leecher", &dir.join("data.bin.mtorrent")).success();
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+}
+
+#[test]
+fn a_tracker_that_never_answers_costs_a_download_no_timeout() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    // Tracker 1 is a black hole: the system accepts connections to it, nothing ever answers,
+    // as behind a partition that drops packets.
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("ws://{}/ws", black_hole.local_addr().unwrap());
+    let data = random_bytes(2 << 20, 5);
+    let home = dir.join("seeder");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("data.bin"), &data).unwrap();
+    let mtorrent = dir.join("data.bin.mtorrent");
+    let two = trackers.two.ws_url();
+    let _seeder = Process::start(
+        "mtorrent",
+        [
+            "share".as_ref(),
+            home.join("data.bin").as_os_str(),
+            "-o".as_ref(),
+            mtorrent.as_os_str(),
+            "--catalog".as_ref(),
+            home.join("catalog.sqlite").as_os_str(),
+            "--tracker".as_ref(),
+            silent.as_ref(),
+            "--tracker".as_ref(),
+            two.as_ref(),
+        ],
+        &dir.join("seeder.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracker_stats(trackers.two.addr())["peers"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the seeder never reached tracker 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = Instant::now();
+    get(&dir, "leecher", &mtorrent).success();
+    let took = started.elapsed();
+    assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
+    // A silent tracker is given up on after 10 s (the reply timeout); a download that waited
+    // for that instead of asking tracker 2 alongside could not be done sooner.
+    assert!(took < Duration::from_secs(8), "the get took {took:?}");
 }
 
 #[test]

@@ -219,12 +219,12 @@ impl Client {
     async fn perform_actions(&mut self) {
         while let Some(action) = self.announcer.poll_action() {
             match action {
-                Action::Connect(url) => {
+                Action::Connect { urls, hedge_after } => {
                     self.connection += 1;
-                    match open(&url, self.connection, self.inputs.clone()).await {
-                        Some(sink) => {
+                    match open_either(&urls, hedge_after, self.connection, &self.inputs).await {
+                        Some((which, sink)) => {
                             self.sink = Some(sink);
-                            self.announcer.handle_connected(clock::now());
+                            self.announcer.handle_connected(which, clock::now());
                         }
                         None => {
                             self.sink = None;
@@ -249,6 +249,34 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+/// Opens a WebSocket to `urls[0]`, and to `urls[1]` too if the first is not open after
+/// `hedge_after` (or failed before); returns the first that opens, with its index, and drops the
+/// other attempt.
+async fn open_either(
+    urls: &[String; 2],
+    hedge_after: Duration,
+    connection: u64,
+    inputs: &mpsc::UnboundedSender<Input>,
+) -> Option<(usize, SplitSink<WebSocket, WsMessage>)> {
+    let open_one = |which: usize| {
+        let inputs = inputs.clone();
+        let url = urls[which].clone();
+        Box::pin(async move { open(&url, connection, inputs).await })
+    };
+    let first = open_one(0);
+    let first = match select(first, Box::pin(clock::sleep(hedge_after))).await {
+        Either::Left((Some(sink), _)) => return Some((0, sink)),
+        Either::Left((None, _)) => return open_one(1).await.map(|sink| (1, sink)),
+        Either::Right(((), first)) => first,
+    };
+    match select(first, open_one(1)).await {
+        Either::Left((Some(sink), _)) => Some((0, sink)),
+        Either::Right((Some(sink), _)) => Some((1, sink)),
+        Either::Left((None, second)) => second.await.map(|sink| (1, sink)),
+        Either::Right((None, first)) => first.await.map(|sink| (0, sink)),
     }
 }
 

@@ -197,15 +197,14 @@ impl Client {
         let mut unflushed = false;
         while let Some(action) = self.announcer.poll_action() {
             match action {
-                Action::Connect(url) => {
-                    let connect = tokio_tungstenite::connect_async(url.as_str());
-                    match tokio::time::timeout(Duration::from_secs(10), connect).await {
-                        Ok(Ok((socket, _))) => {
+                Action::Connect { urls, hedge_after } => {
+                    match connect_either(&urls, hedge_after).await {
+                        Some((which, socket)) => {
                             self.socket = Some(socket);
-                            self.announcer.handle_connected(self.now());
+                            self.announcer.handle_connected(which, self.now());
                         }
-                        _ => {
-                            tracing::debug!("cannot reach tracker {url}");
+                        None => {
+                            tracing::debug!("cannot reach tracker {} nor {}", urls[0], urls[1]);
                             self.socket = None;
                             self.announcer.handle_disconnected(self.now());
                         }
@@ -235,6 +234,51 @@ impl Client {
                     self.announcer.handle_disconnected(self.now());
                 }
             }
+        }
+    }
+}
+
+/// How long connecting to the trackers may take in all.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `urls[0]`, and to `urls[1]` too if the first has not answered after
+/// `hedge_after` (or failed before); returns the first that opens, with its index, and drops the
+/// other attempt.
+async fn connect_either(
+    urls: &[String; 2],
+    hedge_after: Duration,
+) -> Option<(usize, TrackerSocket)> {
+    let connect = |which: usize| {
+        let url = urls[which].clone();
+        async move {
+            let socket = tokio_tungstenite::connect_async(url.as_str()).await;
+            (which, socket.ok().map(|(socket, _)| socket))
+        }
+    };
+    let mut attempts = futures::stream::FuturesUnordered::new();
+    attempts.push(connect(0));
+    let hedge = tokio::time::sleep(hedge_after);
+    let deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(hedge, deadline);
+    let mut hedged = false;
+    loop {
+        tokio::select! {
+            Some((which, socket)) = attempts.next() => {
+                if let Some(socket) = socket {
+                    return Some((which, socket));
+                }
+                if !hedged {
+                    hedged = true;
+                    attempts.push(connect(1));
+                } else if attempts.is_empty() {
+                    return None;
+                }
+            }
+            () = &mut hedge, if !hedged => {
+                hedged = true;
+                attempts.push(connect(1));
+            }
+            () = &mut deadline => return None,
         }
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 
 const S: Duration = Duration::from_secs(1);
+const HEDGE: Duration = Duration::from_millis(300);
 
 fn urls() -> [String; 2] {
     ["ws://one/ws".into(), "ws://two/ws".into()]
@@ -54,8 +55,14 @@ fn connected_with_swarm() -> Announcer {
         Duration::ZERO,
     );
     a.handle_timeout(Duration::ZERO);
-    assert_eq!(actions(&mut a), [Action::Connect("ws://one/ws".into())]);
-    a.handle_connected(Duration::ZERO);
+    assert_eq!(
+        actions(&mut a),
+        [Action::Connect {
+            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
+            hedge_after: HEDGE,
+        }]
+    );
+    a.handle_connected(0, Duration::ZERO);
     a
 }
 
@@ -115,8 +122,14 @@ fn a_failed_tracker_switches_to_the_other_at_once_and_starts_every_swarm_there()
         "no wait after the first failure"
     );
     a.handle_timeout(5 * S);
-    assert_eq!(actions(&mut a), [Action::Connect("ws://two/ws".into())]);
-    a.handle_connected(5 * S);
+    assert_eq!(
+        actions(&mut a),
+        [Action::Connect {
+            urls: ["ws://two/ws".into(), "ws://one/ws".into()],
+            hedge_after: HEDGE,
+        }]
+    );
+    a.handle_connected(0, 5 * S);
     let mut sent = announces(&actions(&mut a));
     sent.sort_by_key(|(h, ..)| *h);
     assert_eq!(
@@ -148,7 +161,7 @@ fn when_both_fail_it_backs_off_exponentially_up_to_the_limit() {
     let mut waits = Vec::new();
     for _ in 0..10 {
         a.handle_timeout(now);
-        assert!(matches!(actions(&mut a)[..], [Action::Connect(_)]));
+        assert!(matches!(actions(&mut a)[..], [Action::Connect { .. }]));
         a.handle_disconnected(now);
         let next = a.poll_timeout().unwrap();
         waits.push(next - now);
@@ -160,7 +173,7 @@ fn when_both_fail_it_backs_off_exponentially_up_to_the_limit() {
     // A success resets it.
     a.handle_timeout(now);
     actions(&mut a);
-    a.handle_connected(now);
+    a.handle_connected(0, now);
     a.handle_disconnected(now);
     assert_eq!(a.poll_timeout(), Some(now));
 }
@@ -226,8 +239,14 @@ fn many_swarms_share_one_connection_and_their_announces_are_paced() {
         a.add_swarm(info_hash(i), PeerAddress::Browser, 0, None, Duration::ZERO);
     }
     a.handle_timeout(Duration::ZERO);
-    assert_eq!(actions(&mut a), [Action::Connect("ws://one/ws".into())]);
-    a.handle_connected(Duration::ZERO);
+    assert_eq!(
+        actions(&mut a),
+        [Action::Connect {
+            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
+            hedge_after: HEDGE,
+        }]
+    );
+    a.handle_connected(0, Duration::ZERO);
     // Drive the clock in 10 ms steps, answering every announce at once, and record when each
     // swarm was first announced.
     let mut first_sent = BTreeMap::new();
@@ -270,7 +289,7 @@ fn a_re_announce_of_many_swarms_follows_each_swarms_interval() {
     }
     a.handle_timeout(Duration::ZERO);
     let _ = actions(&mut a);
-    a.handle_connected(Duration::ZERO);
+    a.handle_connected(0, Duration::ZERO);
     assert_eq!(announces(&actions(&mut a)).len(), 50);
     for i in 0..50 {
         a.handle_message(peers_reply(info_hash(i), 30 + i), S);
@@ -285,4 +304,36 @@ fn a_re_announce_of_many_swarms_follows_each_swarms_interval() {
         .all(|(_, event, _)| *event == AnnounceEvent::Update));
     assert_eq!(a.swarm_count(), 50);
     assert!(!a.has_swarm(info_hash(99)));
+}
+
+#[test]
+fn the_other_tracker_answering_first_becomes_the_one_in_use() {
+    let mut a = announcer();
+    a.add_swarm(A, PeerAddress::Browser, 100, None, Duration::ZERO);
+    a.handle_timeout(Duration::ZERO);
+    let _ = actions(&mut a);
+    // Tracker 1 is silent (a partition); the driver tried tracker 2 after the hedge delay and
+    // tracker 2 answered.
+    a.handle_connected(1, HEDGE + Duration::from_millis(5));
+    assert_eq!(a.current_tracker(), "ws://two/ws");
+    assert_eq!(
+        a.poll_event(),
+        Some(AnnouncerEvent::SwitchedTracker {
+            url: "ws://two/ws".into()
+        })
+    );
+    assert_eq!(
+        announces(&actions(&mut a)),
+        [(A, AnnounceEvent::Started, false)]
+    );
+    // When tracker 2 goes away, tracker 1 is preferred again, tracker 2 still tried second.
+    a.handle_disconnected(10 * S);
+    a.handle_timeout(10 * S);
+    assert_eq!(
+        actions(&mut a),
+        [Action::Connect {
+            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
+            hedge_after: HEDGE,
+        }]
+    );
 }
