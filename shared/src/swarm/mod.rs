@@ -167,9 +167,15 @@ impl Swarm {
         &self.have
     }
 
-    /// What we offer peers: the verified pieces, or nothing if we do not serve.
+    /// Whether we offer our pieces now (see [`SwarmConfig::offer_incomplete`]).
+    pub fn is_offering(&self) -> bool {
+        self.config.offer_incomplete || self.is_complete()
+    }
+
+    /// What we offer new connections: the verified pieces, or nothing (see
+    /// [`SwarmConfig::offer_incomplete`]).
     pub fn offered(&self) -> Bitfield {
-        if self.config.serving {
+        if self.is_offering() {
             self.have.clone()
         } else {
             Bitfield::new(self.lengths.piece_count())
@@ -275,13 +281,10 @@ impl Swarm {
             self.stats.pieces += 1;
             self.stats.bytes += u64::from(self.lengths.piece_length(piece));
             self.stats.fetched_pieces += 1;
-            let serving = self.config.serving;
-            for peer in self.peers.values_mut().filter(|p| !p.closed) {
-                if serving {
+            if self.config.offer_incomplete {
+                for peer in self.peers.values_mut().filter(|p| !p.closed) {
                     peer.session.have(piece);
                 }
-            }
-            if serving {
                 self.wake_all();
             }
             let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
@@ -462,13 +465,13 @@ impl Swarm {
                 }
                 SessionEvent::Unchoked => self.scheduler.handle_unchoked(key),
                 SessionEvent::Interested(interested) => {
-                    let serve = interested && self.config.serving;
+                    let serve = interested && self.is_offering();
                     if let Some(peer) = self.peers.get_mut(&key) {
                         peer.session.set_choking(!serve);
                     }
                 }
                 SessionEvent::BlockRequested(block) => {
-                    if self.config.serving {
+                    if self.is_offering() {
                         self.events
                             .push_back(SwarmEvent::ReadBlock { peer: key, block });
                     } else if let Some(peer) = self.peers.get_mut(&key) {

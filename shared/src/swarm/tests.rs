@@ -104,36 +104,35 @@ fn a_second_connection_to_the_same_peer_is_closed() {
 }
 
 #[test]
-fn a_swarm_that_does_not_serve_offers_nothing_and_keeps_peers_choked() {
-    let size = 70_000;
+fn a_swarm_that_offers_nothing_incomplete_keeps_peers_choked_until_it_is_complete() {
+    let size = u64::from(PIECE_SIZE) * 2;
     let config = SwarmConfig {
-        serving: false,
+        offer_incomplete: false,
         ..SwarmConfig::default()
     };
-    let mut quiet = core(size, 1, Bitfield::full(1), config);
-    let mut other = core(size, 2, Bitfield::new(1), SwarmConfig::default());
+    let mut half = Bitfield::new(2);
+    half.set_bit(0);
+    let mut quiet = core(size, 1, half, config.clone());
+    let mut other = core(size, 2, Bitfield::new(2), SwarmConfig::default());
     assert_eq!(quiet.offered().count_ones(), 0);
     let (kq, ko) = (quiet.add_peer(T0), other.add_peer(T0));
     pump(&mut quiet, kq, &mut other, ko);
     pump(&mut other, ko, &mut quiet, kq);
-    assert_eq!(
-        other
-            .session(ko)
-            .unwrap()
-            .peer_bitfield()
-            .unwrap()
-            .count_ones(),
-        0
-    );
+    let bitfield = other.session(ko).unwrap().peer_bitfield().unwrap();
+    assert_eq!(bitfield.count_ones(), 0);
     // Even asked, it keeps choking and rejects.
     quiet.handle_message(kq, T0, Message::Interested).unwrap();
-    let block = quiet.lengths().validate_block(0, 0, 70_000).unwrap();
+    let block = quiet.lengths().validate_block(0, 0, BLOCK_SIZE).unwrap();
     quiet
         .handle_message(kq, T0, Message::Request(block.into()))
         .unwrap();
     assert!(events(&mut quiet).is_empty());
     let sent: Vec<Message> = std::iter::from_fn(|| quiet.poll_transmit(kq, T0)).collect();
     assert_eq!(sent, [Message::Reject(block.into())]);
+    // Complete, it offers everything to new connections.
+    let complete = core(size, 1, Bitfield::full(2), config);
+    assert!(complete.is_offering());
+    assert_eq!(complete.offered().count_ones(), 2);
 }
 
 #[test]

@@ -10,11 +10,13 @@ pub struct SwarmConfig {
     /// Whether missing pieces are downloaded. A driver that cannot write the file (a file
     /// served as it is) says no: then nothing is ever requested.
     pub downloading: bool,
-    /// Whether the pieces we have are offered to peers: sent in our bitfield, announced with a
-    /// Have once verified, and served on request. A driver that cannot read its pieces back
-    /// before the download is complete (a browser writing to its private file system) says no:
-    /// then it offers nothing, rejects every request and keeps every peer choked.
-    pub serving: bool,
+    /// Whether pieces are offered to peers before the file is complete: sent in our bitfield,
+    /// announced with a Have once verified, and served on request. A driver that cannot read
+    /// its pieces back before the download is complete (a browser writing to its private file
+    /// system) says no: then the swarm offers nothing, rejects every request and keeps every
+    /// peer choked until it has every piece, and offers everything to the connections added
+    /// from then on.
+    pub offer_incomplete: bool,
     /// At most this many completed pieces may await [`Swarm::handle_piece_verified`]; beyond,
     /// no more blocks are requested until the driver catches up, so a slow disk never makes it
     /// hold the whole file in memory.
@@ -31,7 +33,7 @@ impl Default for SwarmConfig {
     fn default() -> Self {
         Self {
             downloading: true,
-            serving: true,
+            offer_incomplete: true,
             max_pieces_verifying: 16,
             scheduler: SchedulerConfig::default(),
             session: SessionConfig::default(),
