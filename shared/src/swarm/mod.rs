@@ -395,7 +395,8 @@ impl Swarm {
     }
 
     /// A peer whose transmit queue must be polled although nothing arrived on its connection,
-    /// if any. Each peer is listed once until it is polled from here.
+    /// if any. Each peer is listed once until it is polled from here; a key may name a
+    /// connection that has closed since, to be ignored.
     #[must_use = "wakeups are removed from the queue when polled"]
     pub fn poll_wakeup(&mut self) -> Option<PeerKey> {
         let key = self.wakeups.pop_front()?;
