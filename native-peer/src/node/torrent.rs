@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use mtorrent_shared::wire::Message;
@@ -15,6 +15,7 @@ use mtorrent_shared::{
     SwarmConfig, SwarmEvent, SwarmStats, ValidPieceIndex,
 };
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::catalog::FileStamp;
 use crate::storage::Storage;
@@ -320,7 +321,7 @@ impl Torrent {
             let sleep = async {
                 match deadline {
                     Some(deadline) => {
-                        tokio::time::sleep_until((self.started + deadline).into()).await;
+                        tokio::time::sleep_until(self.started + deadline).await;
                     }
                     None => std::future::pending().await,
                 }
@@ -437,3 +438,6 @@ enum Work {
     Read(PeerKey, BlockRef),
     Verify(ValidPieceIndex),
 }
+
+#[cfg(test)]
+mod tests;
