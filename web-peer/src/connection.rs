@@ -67,7 +67,8 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
                 socket.send(&message.to_bytes())?;
             }
             match closed {
-                Some(CloseReason::Duplicate) => return Ok(()),
+                // A banned peer already shows as failed pieces: closed without a warning.
+                Some(CloseReason::Duplicate | CloseReason::Banned) => return Ok(()),
                 Some(reason) => return Err(reason.to_string()),
                 None => {}
             }
