@@ -13,7 +13,9 @@
 //! - [`Announcer`]: a peer's tracker client, with failover from tracker 1 to tracker 2;
 //! - [`PeerSession`]: one peer-wire connection's protocol state;
 //! - [`Scheduler`]: the sans-IO download scheduler that decides which block to request from
-//!   which peer.
+//!   which peer;
+//! - [`Swarm`]: one file's swarm, the scheduler and every peer's session in one state machine
+//!   that both peers drive.
 //!
 //! Drivers (the tracker server, the native peer, the web peer) feed bytes, events and the current
 //! time into these types and carry their outputs to the network or the disk.
@@ -27,6 +29,7 @@ mod piece;
 mod scheduler;
 mod session;
 pub mod sha1_x4;
+mod swarm;
 pub mod tracker;
 pub mod wire;
 
@@ -46,3 +49,4 @@ pub use scheduler::{
     BlockOutcome, Event, PeerKey, PieceState, Scheduler, SchedulerConfig, SchedulerError,
 };
 pub use session::{PeerSession, SessionConfig, SessionError, SessionEvent};
+pub use swarm::{CloseReason, Swarm, SwarmConfig, SwarmEvent, SwarmStats};

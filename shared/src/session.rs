@@ -213,6 +213,11 @@ impl PeerSession {
         self.peer_interested
     }
 
+    /// Whether we told the peer we want its pieces.
+    pub fn is_interested(&self) -> bool {
+        self.am_interested
+    }
+
     /// Whether we are refusing the peer's requests.
     pub fn is_choking(&self) -> bool {
         self.am_choking

@@ -1,16 +1,21 @@
-//! One file the browser downloads or seeds: the `shared` scheduler that picks what to ask
-//! whom, the pieces being assembled, and a handle on every connected peer. Single-threaded,
-//! like everything in a page: connection tasks borrow the state briefly, never across an await.
+//! One file the browser downloads or seeds: a thin driver around the shared swarm core
+//! ([`mtorrent_shared::Swarm`]). It keeps the core in a `RefCell`, assembles received pieces in
+//! their buffers, has them checked and written by the store, reads blocks peers ask for, and
+//! wakes the connection tasks the core names. Single-threaded, like everything in a page:
+//! connection tasks borrow the state briefly, never across an await.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
 use js_sys::Uint8Array;
+use mtorrent_shared::wire::{Message, PieceHeader};
 use mtorrent_shared::{
-    Bitfield, BlockOutcome, BlockRef, Event, Metainfo, PeerId, PeerKey, Scheduler, SchedulerConfig,
-    ValidPieceIndex,
+    Bitfield, BlockRef, CloseReason, Metainfo, PeerId, PeerKey, SessionError, SwarmConfig,
+    SwarmEvent, ValidPieceIndex,
 };
 
 use crate::clock;
@@ -18,18 +23,12 @@ use crate::events::{EventSink, PeerEvent};
 use crate::piece_buffer::{self, PieceBuffer};
 use crate::store::PieceStore;
 
-/// Completed pieces being checked and written at most: beyond, no more blocks are requested
-/// until the store catches up, so a slow disk never makes the page hold the file in memory.
-const MAX_PENDING_PIECES: u32 = 16;
-
 /// What a swarm tells one connection task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerCommand {
-    /// Withdraw a request another peer answered first.
-    Cancel(BlockRef),
-    /// Close the connection (bad data too often, or the swarm stopped).
+    /// Close the connection (the core closed it, or the swarm stopped).
     Close,
-    /// New blocks may be requestable: ask the scheduler again.
+    /// The core has messages for this connection: send them.
     Wake,
 }
 
@@ -46,24 +45,19 @@ pub struct Swarm {
     stopped: Cell<bool>,
     last_published: Cell<f64>,
     finished: RefCell<Option<oneshot::Sender<Result<(), String>>>>,
+    /// Wakes [`Swarm::run_timers`] when the core's deadline moved earlier.
+    timer: RefCell<Option<mpsc::UnboundedSender<()>>>,
 }
 
 struct State {
-    have: Bitfield,
-    scheduler: Option<Scheduler>,
+    core: mtorrent_shared::Swarm,
     /// Pieces being received, each in its own buffer until it is verified and written.
     assembling: HashMap<u32, PieceBuffer>,
-    peers: HashMap<PeerKey, Peer>,
-    next_key: u64,
-    bytes_have: u64,
-    uploaded: u64,
-    failed_pieces: u64,
-    pieces_pending: u32,
-}
-
-struct Peer {
-    peer_id: PeerId,
-    commands: mpsc::UnboundedSender<PeerCommand>,
+    connections: HashMap<PeerKey, mpsc::UnboundedSender<PeerCommand>>,
+    /// Connections the core closed, until their task ends.
+    closed: HashMap<PeerKey, CloseReason>,
+    /// The deadline [`Swarm::run_timers`] sleeps until.
+    armed: Option<Duration>,
 }
 
 impl Swarm {
@@ -116,67 +110,60 @@ impl Swarm {
         have: Bitfield,
         finished: Option<oneshot::Sender<Result<(), String>>>,
     ) -> Rc<Self> {
-        let scheduler = (!have.is_complete()).then(|| {
-            Scheduler::new(
-                metainfo.lengths(),
-                have.clone(),
-                SchedulerConfig::default(),
-                (js_sys::Math::random() * 2f64.powi(53)) as u64,
-            )
-            .expect("a bitfield of the right size and a valid default config")
-        });
-        let bytes_have = if have.is_complete() {
-            metainfo.size()
-        } else {
-            0
+        // A download in the private file system cannot be read back before it is complete, so
+        // a downloading browser offers nothing until then.
+        let config = SwarmConfig {
+            offer_incomplete: false,
+            ..SwarmConfig::default()
         };
+        let core = mtorrent_shared::Swarm::new(
+            metainfo.lengths(),
+            metainfo.info_hash(),
+            peer_id,
+            have,
+            config,
+            (js_sys::Math::random() * 2f64.powi(53)) as u64,
+        )
+        .expect("a bitfield of the right size and a valid default config");
         Rc::new(Self {
             metainfo,
             peer_id,
             store,
             events,
             state: RefCell::new(State {
-                have,
-                scheduler,
+                core,
                 assembling: HashMap::new(),
-                peers: HashMap::new(),
-                next_key: 1,
-                bytes_have,
-                uploaded: 0,
-                failed_pieces: 0,
-                pieces_pending: 0,
+                connections: HashMap::new(),
+                closed: HashMap::new(),
+                armed: None,
             }),
             stopped: Cell::new(false),
             last_published: Cell::new(0.0),
             finished: RefCell::new(finished),
+            timer: RefCell::new(None),
         })
     }
 
     /// Whether every piece is verified (and, downloading, written).
     pub fn is_complete(&self) -> bool {
-        let state = self.state.borrow();
-        state.have.is_complete() && state.pieces_pending == 0
+        self.state.borrow().core.is_complete()
     }
 
-    /// Whether this swarm serves pieces (it seeds a complete file).
+    /// Whether this swarm serves pieces (it has the whole file).
     pub fn is_seeding(&self) -> bool {
-        self.finished.borrow().is_none() && self.state.borrow().scheduler.is_none()
+        self.finished.borrow().is_none() && self.is_complete()
     }
 
     /// The bitfield to send peers: a download in the private file system cannot be read back
     /// before it is complete, so a downloading browser offers nothing.
+    #[allow(dead_code, reason = "kept for the page's callers")]
     pub fn offered(&self) -> Bitfield {
-        let count = self.metainfo.lengths().piece_count();
-        if self.is_seeding() {
-            Bitfield::full(count)
-        } else {
-            Bitfield::new(count)
-        }
+        self.state.borrow().core.offered()
     }
 
     /// Bytes still missing, for the tracker.
     pub fn left(&self) -> u64 {
-        self.metainfo.size() - self.state.borrow().bytes_have
+        self.metainfo.size() - self.state.borrow().core.stats().bytes
     }
 
     /// Whether the swarm was stopped.
@@ -186,113 +173,87 @@ impl Swarm {
 
     /// Whether a peer with this id is connected.
     pub fn is_connected(&self, peer_id: PeerId) -> bool {
-        self.state
-            .borrow()
-            .peers
-            .values()
-            .any(|p| p.peer_id == peer_id)
+        self.state.borrow().core.is_connected(peer_id)
     }
 
     /// How many peers are connected.
     pub fn peer_count(&self) -> usize {
-        self.state.borrow().peers.len()
+        self.state.borrow().core.peer_count()
     }
 
-    /// Registers a peer whose bitfield arrived.
-    pub fn add_peer(
-        &self,
-        peer_id: PeerId,
-        bitfield: Bitfield,
-    ) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
+    /// Registers a new connection; returns its key and the commands it is to follow.
+    pub fn connect(self: &Rc<Self>) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
         let (tx, rx) = mpsc::unbounded();
         let key = {
             let mut state = self.state.borrow_mut();
-            let key = PeerKey(state.next_key);
-            state.next_key += 1;
-            if let Some(scheduler) = state.scheduler.as_mut() {
-                let _ = scheduler.handle_peer_added(key, bitfield);
-                scheduler.handle_unchoked(key);
-            }
-            state.peers.insert(
-                key,
-                Peer {
-                    peer_id,
-                    commands: tx,
-                },
-            );
+            let key = state.core.add_peer(clock::now());
+            state.connections.insert(key, tx);
             key
         };
-        self.publish();
+        self.process();
         (key, rx)
     }
 
-    /// Forgets a disconnected peer; its requests go to others.
-    pub fn remove_peer(&self, key: PeerKey) {
+    /// Forgets a connection that ended; its requests go to others.
+    pub fn disconnect(self: &Rc<Self>, key: PeerKey) {
         {
             let mut state = self.state.borrow_mut();
-            state.peers.remove(&key);
-            if let Some(scheduler) = state.scheduler.as_mut() {
-                scheduler.handle_peer_removed(key);
-            }
-            route_events(&mut state);
-            wake_all(&state);
+            state.connections.remove(&key);
+            state.closed.remove(&key);
+            state.core.handle_peer_closed(key);
         }
+        self.process();
         self.publish();
     }
 
-    /// A peer announced a piece.
-    pub fn peer_has(&self, key: PeerKey, piece: ValidPieceIndex) {
-        if let Some(scheduler) = self.state.borrow_mut().scheduler.as_mut() {
-            scheduler.handle_have(key, piece);
-        }
+    /// One decoded message from connection `key`.
+    pub fn handle_message(self: &Rc<Self>, key: PeerKey, message: Message) -> Result<(), String> {
+        let result = self
+            .state
+            .borrow_mut()
+            .core
+            .handle_message(key, clock::now(), message);
+        self.after_input(result)
     }
 
-    /// Whether the peer has something we still need.
-    pub fn is_interesting(&self, key: PeerKey) -> bool {
-        self.state
-            .borrow()
-            .scheduler
-            .as_ref()
-            .is_some_and(|s| s.is_interesting(key))
-    }
-
-    /// The peer choked or unchoked us.
-    pub fn peer_choked(&self, key: PeerKey, choked: bool) {
-        let mut state = self.state.borrow_mut();
-        if let Some(scheduler) = state.scheduler.as_mut() {
-            if choked {
-                scheduler.handle_choked(key);
-            } else {
-                scheduler.handle_unchoked(key);
+    /// A Piece frame from connection `key` whose block bytes, `data`, stay in the buffer they
+    /// arrived in: kept in their piece's buffer if the core wants them.
+    pub fn handle_piece(
+        self: &Rc<Self>,
+        key: PeerKey,
+        header: PieceHeader,
+        data: impl FnOnce() -> Uint8Array,
+    ) -> Result<(), String> {
+        let result = {
+            let mut state = self.state.borrow_mut();
+            let result = state.core.handle_piece_header(key, clock::now(), header);
+            if let Ok(Some(block)) = result {
+                self.assemble(&mut state, block, data());
             }
-        }
-        wake_all(&state);
+            result.map(|_| ())
+        };
+        self.after_input(result)
     }
 
-    /// The next block to request from `key`, if any (none while too many completed pieces are
-    /// being checked and written).
-    pub fn next_request(&self, key: PeerKey) -> Option<BlockRef> {
-        let now = clock::now();
-        let mut state = self.state.borrow_mut();
-        if state.pieces_pending >= MAX_PENDING_PIECES {
-            return None;
-        }
-        state.scheduler.as_mut()?.next_request(key, now)
+    fn after_input(self: &Rc<Self>, result: Result<(), SessionError>) -> Result<(), String> {
+        self.process();
+        result.map_err(|e| e.to_string())
     }
 
-    /// A peer refused a request.
-    pub fn request_rejected(&self, key: PeerKey, block: BlockRef) {
-        let mut state = self.state.borrow_mut();
-        if let Some(scheduler) = state.scheduler.as_mut() {
-            scheduler.handle_request_rejected(key, block);
+    /// What connection `key` sends next, and whether the core closed it.
+    pub fn transmit(self: &Rc<Self>, key: PeerKey) -> (Vec<Message>, Option<CloseReason>) {
+        let (messages, closed) = {
+            let mut state = self.state.borrow_mut();
+            let now = clock::now();
+            let messages: Vec<Message> =
+                std::iter::from_fn(|| state.core.poll_transmit(key, now)).collect();
+            (messages, state.closed.get(&key).copied())
+        };
+        if messages.iter().any(|m| matches!(m, Message::Piece { .. })) {
+            self.publish_now_and_then();
         }
-        route_events(&mut state);
-    }
-
-    /// Counts uploaded piece bytes, and tells the page now and then.
-    pub fn add_uploaded(&self, bytes: usize) {
-        self.state.borrow_mut().uploaded += bytes as u64;
-        self.publish_now_and_then();
+        self.process();
+        (messages, closed)
     }
 
     /// Publishes progress at most every 100 ms: the page need not redraw for every piece.
@@ -304,46 +265,83 @@ impl Swarm {
         }
     }
 
-    /// Takes a received block; a completed piece is verified, and if good written to the
-    /// store (in the background) and counted.
-    pub fn block_received(self: &Rc<Self>, key: PeerKey, block: BlockRef, bytes: Uint8Array) {
+    /// Puts a received block's bytes into its piece's buffer.
+    fn assemble(&self, state: &mut State, block: BlockRef, bytes: Uint8Array) {
         let lengths = self.metainfo.lengths();
-        let complete = {
-            let mut state = self.state.borrow_mut();
-            let Some(scheduler) = state.scheduler.as_mut() else {
-                return;
-            };
-            let outcome = scheduler.handle_block_received(key, block);
-            if matches!(
-                outcome,
-                BlockOutcome::Stored | BlockOutcome::PieceComplete(_)
-            ) {
-                let store = &self.store;
-                state
-                    .assembling
-                    .entry(block.piece.get())
-                    .or_insert_with(|| {
-                        if store.checks_pieces() {
-                            let blocks = lengths.block_count(block.piece) as usize;
-                            PieceBuffer::Blocks(Vec::with_capacity(blocks))
-                        } else {
-                            PieceBuffer::Here(vec![0; lengths.piece_length(block.piece) as usize])
-                        }
-                    })
-                    .put(block.offset as usize, bytes);
+        let store = &self.store;
+        state
+            .assembling
+            .entry(block.piece.get())
+            .or_insert_with(|| {
+                if store.checks_pieces() {
+                    let blocks = lengths.block_count(block.piece) as usize;
+                    PieceBuffer::Blocks(Vec::with_capacity(blocks))
+                } else {
+                    PieceBuffer::Here(vec![0; lengths.piece_length(block.piece) as usize])
+                }
+            })
+            .put(block.offset as usize, bytes);
+    }
+
+    /// Carries out what the core asks for: reads and piece checks in the background, block
+    /// bytes into their pieces, closes; then wakes the connections it names and the timer.
+    fn process(self: &Rc<Self>) {
+        let mut state = self.state.borrow_mut();
+        while let Some(event) = state.core.poll_event() {
+            match event {
+                SwarmEvent::ReadBlock { peer, block } => self.read(peer, block),
+                SwarmEvent::WriteBlock { block, data, .. } => {
+                    self.assemble(&mut state, block, Uint8Array::from(&data[..]));
+                }
+                SwarmEvent::VerifyPiece(piece) => {
+                    if let Some(buffer) = state.assembling.remove(&piece.get()) {
+                        self.verify_and_write(piece, buffer);
+                    }
+                }
+                SwarmEvent::Close { peer, reason } => {
+                    state.closed.insert(peer, reason);
+                    if let Some(connection) = state.connections.get(&peer) {
+                        let _ = connection.unbounded_send(PeerCommand::Close);
+                    }
+                }
             }
-            route_events(&mut state);
-            match outcome {
-                BlockOutcome::PieceComplete(piece) => state
-                    .assembling
-                    .remove(&piece.get())
-                    .map(|buffer| (piece, buffer)),
-                _ => None,
-            }
-        };
-        if let Some((piece, buffer)) = complete {
-            self.verify_and_write(piece, buffer);
         }
+        while let Some(key) = state.core.poll_wakeup() {
+            if let Some(connection) = state.connections.get(&key) {
+                let _ = connection.unbounded_send(PeerCommand::Wake);
+            }
+        }
+        let deadline = state.core.poll_timeout();
+        if deadline.is_some_and(|d| state.armed.is_none_or(|armed| d < armed)) {
+            state.armed = deadline;
+            if let Some(timer) = self.timer.borrow().as_ref() {
+                let _ = timer.unbounded_send(());
+            }
+        }
+    }
+
+    /// Reads a block a peer asked for, in the background, and hands it to the core.
+    fn read(self: &Rc<Self>, peer: PeerKey, block: BlockRef) {
+        let swarm = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let offset =
+                swarm.metainfo.lengths().piece_offset(block.piece) + u64::from(block.offset);
+            let read = swarm.store.read(offset, block.length).await;
+            {
+                let mut state = swarm.state.borrow_mut();
+                match read {
+                    Ok(data) => state.core.send_block(peer, block, data.into()),
+                    Err(e) => {
+                        swarm.events.emit(&PeerEvent::Warning {
+                            info_hash: Some(swarm.metainfo.info_hash().to_hex()),
+                            message: format!("cannot read the shared file: {e}"),
+                        });
+                        state.core.reject_block(peer, block);
+                    }
+                }
+            }
+            swarm.process();
+        });
     }
 
     /// Checks a completed piece and, if it is good, writes it to the store, in the background;
@@ -351,8 +349,6 @@ impl Swarm {
     /// the piece and its expected hash; otherwise the piece is hashed here (WebCrypto when the
     /// browser has it) and written if it matches.
     fn verify_and_write(self: &Rc<Self>, piece: ValidPieceIndex, buffer: PieceBuffer) {
-        // Counted from now: requests pause while too many pieces are being checked or written.
-        self.state.borrow_mut().pieces_pending += 1;
         let swarm = self.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let expected = swarm.metainfo.piece_hashes()[piece.get() as usize];
@@ -379,35 +375,23 @@ impl Swarm {
 
     /// Records what became of a completed piece: `Ok(true)` verified and written, `Ok(false)`
     /// failed its hash (it is fetched again), `Err` not saved (the download fails).
-    fn piece_checked(&self, piece: ValidPieceIndex, saved: Result<bool, String>) {
-        self.state.borrow_mut().pieces_pending -= 1;
+    fn piece_checked(self: &Rc<Self>, piece: ValidPieceIndex, saved: Result<bool, String>) {
         let good = match saved {
             Ok(good) => good,
             Err(e) => {
+                self.state
+                    .borrow_mut()
+                    .core
+                    .handle_piece_verified(piece, false);
                 self.fail(format!("cannot save the file: {e}"));
                 return;
             }
         };
-        {
-            let mut state = self.state.borrow_mut();
-            let Some(scheduler) = state.scheduler.as_mut() else {
-                return;
-            };
-            if good {
-                let _ = scheduler.handle_hash_ok(piece);
-                state.have.set(piece);
-                state.bytes_have += u64::from(self.metainfo.lengths().piece_length(piece));
-                if state.have.is_complete() {
-                    state.scheduler = None;
-                }
-            } else {
-                let _ = scheduler.handle_hash_failed(piece);
-                state.failed_pieces += 1;
-            }
-            route_events(&mut state);
-            // Requests paused for the store, or for this piece, may resume.
-            wake_all(&state);
-        }
+        self.state
+            .borrow_mut()
+            .core
+            .handle_piece_verified(piece, good);
+        self.process();
         if good {
             self.publish_now_and_then();
             self.finish_if_done();
@@ -440,14 +424,40 @@ impl Swarm {
         self.stop();
     }
 
-    /// Re-assigns stalled requests; called about once a second.
-    pub fn tick(&self) {
-        let mut state = self.state.borrow_mut();
-        if let Some(scheduler) = state.scheduler.as_mut() {
-            scheduler.handle_timeout(clock::now());
+    /// Re-assigns stalled requests, sends keep-alives and closes silent connections, if their
+    /// time has come; [`Swarm::run_timers`] calls it when the core's deadline passes.
+    pub fn tick(self: &Rc<Self>) {
+        self.state.borrow_mut().core.handle_timeout(clock::now());
+        self.process();
+    }
+
+    /// Runs the core's timers until the swarm stops: sleeps until the core's next deadline
+    /// (re-read whenever it moves earlier), then calls [`Swarm::tick`].
+    #[allow(dead_code, reason = "to replace the per-second tick in tracker.rs")]
+    pub async fn run_timers(self: Rc<Self>) {
+        let (tx, mut moved) = mpsc::unbounded();
+        *self.timer.borrow_mut() = Some(tx);
+        while !self.is_stopped() {
+            let deadline = {
+                let mut state = self.state.borrow_mut();
+                state.armed = state.core.poll_timeout();
+                state.armed
+            };
+            let Some(deadline) = deadline else {
+                // Nothing to time until the core says otherwise (or the swarm stops).
+                if moved.next().await.is_none() {
+                    break;
+                }
+                continue;
+            };
+            let sleep = Box::pin(clock::sleep(deadline.saturating_sub(clock::now())));
+            if let futures::future::Either::Left(_) =
+                futures::future::select(sleep, moved.next()).await
+            {
+                self.tick();
+            }
         }
-        route_events(&mut state);
-        wake_all(&state);
+        self.timer.borrow_mut().take();
     }
 
     /// Stops the swarm: every connection closes, and a pending download ends.
@@ -456,22 +466,26 @@ impl Swarm {
         if let Some(finished) = self.finished.borrow_mut().take() {
             let _ = finished.send(Err("the download was stopped".into()));
         }
-        for peer in self.state.borrow().peers.values() {
-            let _ = peer.commands.unbounded_send(PeerCommand::Close);
+        for connection in self.state.borrow().connections.values() {
+            let _ = connection.unbounded_send(PeerCommand::Close);
+        }
+        if let Some(timer) = self.timer.borrow().as_ref() {
+            let _ = timer.unbounded_send(());
         }
     }
 
     /// Tells the page where the swarm stands.
     pub fn publish(&self) {
         let state = self.state.borrow();
+        let stats = state.core.stats();
         let event = PeerEvent::Progress {
             info_hash: self.metainfo.info_hash().to_hex(),
-            pieces: state.have.count_ones(),
+            pieces: stats.pieces,
             piece_count: self.metainfo.lengths().piece_count(),
-            bytes: state.bytes_have,
-            peers: state.peers.len(),
-            uploaded: state.uploaded,
-            failed_pieces: state.failed_pieces,
+            bytes: stats.bytes,
+            peers: stats.peers,
+            uploaded: stats.uploaded,
+            failed_pieces: stats.failed_pieces,
         };
         drop(state);
         self.events.emit(&event);
@@ -480,26 +494,5 @@ impl Swarm {
     /// The page's event sink.
     pub fn events(&self) -> &EventSink {
         &self.events
-    }
-}
-
-fn route_events(state: &mut State) {
-    let Some(scheduler) = state.scheduler.as_mut() else {
-        return;
-    };
-    while let Some(event) = scheduler.poll_event() {
-        let (peer, command) = match event {
-            Event::Cancel { peer, block } => (peer, PeerCommand::Cancel(block)),
-            Event::Ban { peer } => (peer, PeerCommand::Close),
-        };
-        if let Some(handle) = state.peers.get(&peer) {
-            let _ = handle.commands.unbounded_send(command);
-        }
-    }
-}
-
-fn wake_all(state: &State) {
-    for peer in state.peers.values() {
-        let _ = peer.commands.unbounded_send(PeerCommand::Wake);
     }
 }

@@ -1,18 +1,21 @@
-//! One file the node downloads or seeds: its storage, the pieces it has, the scheduler that
-//! picks what to request, and a handle on every connected peer. Connection tasks call in here;
-//! the state is behind one lock held only for bookkeeping, never across I/O waits.
+//! One file the node downloads or seeds: a thin driver around the shared [`Swarm`] core. It
+//! keeps the core behind one lock, held only for bookkeeping and for writing a received block,
+//! never across network waits; it reads and writes the file's [`Storage`], hashes completed
+//! pieces, keeps time, and wakes the connection tasks the core names.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use mtorrent_shared::wire::Message;
 use mtorrent_shared::{
-    Bitfield, BlockOutcome, BlockRef, Event, Metainfo, PeerId, PeerKey, PieceHash, Scheduler,
-    SchedulerConfig, ValidPieceIndex,
+    Bitfield, BlockRef, CloseReason, Metainfo, PeerId, PeerKey, PieceHash, SessionError, Swarm,
+    SwarmConfig, SwarmEvent, SwarmStats, ValidPieceIndex,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 use crate::catalog::FileStamp;
 use crate::storage::Storage;
@@ -29,17 +32,11 @@ pub enum UploadError {
     Changed,
 }
 
-/// What a torrent tells one connection task to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a torrent tells one connection task, beyond waking it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerCommand {
-    /// Announce a newly verified piece.
-    Have(ValidPieceIndex),
-    /// Withdraw a request another peer answered first.
-    Cancel(BlockRef),
-    /// Close the connection (the peer sent bad data too often).
-    Close,
-    /// New blocks may be requestable: ask the scheduler again.
-    Wake,
+    /// Close the connection, for this reason.
+    Close(CloseReason),
 }
 
 /// Download progress, published to whoever watches it.
@@ -57,6 +54,19 @@ pub struct Progress {
     pub failed_pieces: u64,
     /// Blocks received that were already there (endgame duplicates).
     pub duplicate_blocks: u64,
+}
+
+impl From<SwarmStats> for Progress {
+    fn from(stats: SwarmStats) -> Self {
+        Self {
+            pieces: stats.pieces,
+            bytes: stats.bytes,
+            peers: stats.peers,
+            fetched_pieces: stats.fetched_pieces,
+            failed_pieces: stats.failed_pieces,
+            duplicate_blocks: stats.duplicate_blocks,
+        }
+    }
 }
 
 /// Whether a torrent was stopped (see [`Torrent::stop_signal`]).
@@ -85,25 +95,43 @@ pub struct Torrent {
     verified_stamp: Option<FileStamp>,
     changed: AtomicBool,
     stopped: watch::Sender<bool>,
-    uploaded: AtomicU64,
+    /// Wakes [`Torrent::run_timers`] when the core's deadline moved earlier.
+    timer: Notify,
 }
 
 #[derive(Debug)]
 struct Inner {
-    have: Bitfield,
-    scheduler: Option<Scheduler>,
-    peers: HashMap<PeerKey, Peer>,
-    next_key: u64,
-    bytes_have: u64,
-    fetched_pieces: u32,
-    failed_pieces: u64,
-    duplicate_blocks: u64,
+    swarm: Swarm,
+    /// Every connection task's waker.
+    connections: HashMap<PeerKey, Arc<Notify>>,
+    /// Connections the core closed, until their task ends.
+    commands: HashMap<PeerKey, PeerCommand>,
+    /// The deadline [`Torrent::run_timers`] sleeps until.
+    armed: Option<Duration>,
 }
 
+/// One connection's registration with its torrent, from [`Torrent::connect`].
 #[derive(Debug)]
-struct Peer {
-    peer_id: PeerId,
-    commands: mpsc::UnboundedSender<PeerCommand>,
+pub struct Registration {
+    /// The connection's key in the core.
+    pub key: PeerKey,
+    /// Notified whenever the connection has something to send or must close.
+    pub wake: Arc<Notify>,
+}
+
+/// What a connection task sends next, from [`Torrent::transmit`].
+#[derive(Debug, Default)]
+pub struct Transmit {
+    /// The messages, in order.
+    pub messages: Vec<Message>,
+    /// Set once the core closed the connection: end it after sending the messages.
+    pub close: Option<PeerCommand>,
+}
+
+/// Storage work done without the lock, whose results go back into the core.
+enum Done {
+    Read(PeerKey, BlockRef, Result<Bytes, UploadError>),
+    Verified(ValidPieceIndex, std::io::Result<bool>),
 }
 
 impl Torrent {
@@ -120,42 +148,36 @@ impl Torrent {
                 mtime_ns: i64::MIN,
             }))
         };
-        let scheduler = (!have.is_complete() && storage.is_writable()).then(|| {
-            Scheduler::new(
-                metainfo.lengths(),
-                have.clone(),
-                SchedulerConfig::default(),
-                seed,
-            )
-            .expect("a bitfield of the right size and a valid default config")
-        });
-        let progress = Progress {
-            pieces: have.count_ones(),
-            bytes: bytes_of(&metainfo, &have),
-            peers: 0,
-            fetched_pieces: 0,
-            failed_pieces: 0,
-            duplicate_blocks: 0,
+        let config = SwarmConfig {
+            downloading: storage.is_writable(),
+            ..SwarmConfig::default()
         };
+        let swarm = Swarm::new(
+            metainfo.lengths(),
+            metainfo.info_hash(),
+            // Replaced by the node's id when a connection starts (see `connect`).
+            PeerId([0; 20]),
+            have,
+            config,
+            seed,
+        )
+        .expect("a bitfield of the right size and a valid default config");
+        let progress = Progress::from(swarm.stats());
         Arc::new(Self {
             metainfo,
             storage,
             started: Instant::now(),
             inner: Mutex::new(Inner {
-                have,
-                scheduler,
-                peers: HashMap::new(),
-                next_key: 1,
-                bytes_have: progress.bytes,
-                fetched_pieces: 0,
-                failed_pieces: 0,
-                duplicate_blocks: 0,
+                swarm,
+                connections: HashMap::new(),
+                commands: HashMap::new(),
+                armed: None,
             }),
             progress: watch::channel(progress).0,
             verified_stamp,
             changed: AtomicBool::new(false),
             stopped: watch::channel(false).0,
-            uploaded: AtomicU64::new(0),
+            timer: Notify::new(),
         })
     }
 
@@ -176,14 +198,9 @@ impl Torrent {
         Ok(())
     }
 
-    /// Counts bytes of piece data sent to peers.
-    pub fn add_uploaded(&self, bytes: usize) {
-        self.uploaded.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
     /// Bytes of piece data sent to peers since the torrent started.
     pub fn uploaded(&self) -> u64 {
-        self.uploaded.load(Ordering::Relaxed)
+        self.lock().swarm.stats().uploaded
     }
 
     /// Whether the file, served as it is, changed on disk: it must be verified again.
@@ -196,7 +213,7 @@ impl Torrent {
 
     /// Whether this torrent downloads (it lacks pieces and may write them).
     pub fn is_downloading(&self) -> bool {
-        self.lock().scheduler.is_some()
+        self.lock().swarm.is_downloading()
     }
 
     /// Stops the torrent: its connections close and its announcer leaves the swarm.
@@ -213,19 +230,19 @@ impl Torrent {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Time since the torrent started, the scheduler's clock.
+    /// Time since the torrent started, the core's clock.
     pub fn now(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// The pieces verified on disk.
     pub fn have(&self) -> Bitfield {
-        self.lock().have.clone()
+        self.lock().swarm.have().clone()
     }
 
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
-        self.lock().have.is_complete()
+        self.lock().swarm.is_complete()
     }
 
     /// Progress updates.
@@ -235,211 +252,192 @@ impl Torrent {
 
     /// Whether a peer with this id is already connected (to avoid duplicate connections).
     pub fn is_connected(&self, peer_id: PeerId) -> bool {
-        self.lock().peers.values().any(|p| p.peer_id == peer_id)
+        self.lock().swarm.is_connected(peer_id)
     }
 
-    /// Registers a connected peer whose bitfield arrived; returns its key and command channel.
-    pub fn add_peer(
-        &self,
-        peer_id: PeerId,
-        bitfield: Bitfield,
-    ) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Registers a new connection, outgoing or incoming, on which we are `our_peer_id`.
+    pub fn connect(&self, our_peer_id: PeerId) -> Registration {
         let mut inner = self.lock();
-        let key = PeerKey(inner.next_key);
-        inner.next_key += 1;
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            // Only a banned key could be refused, and keys are never reused.
-            let _ = scheduler.handle_peer_added(key, bitfield);
-            // The wire protocol's choke state is tracked by the session; the scheduler only
-            // hears requests for unchoked peers.
-            scheduler.handle_unchoked(key);
-        }
-        inner.peers.insert(
-            key,
-            Peer {
-                peer_id,
-                commands: tx,
-            },
-        );
-        drop(inner);
-        self.publish();
-        (key, rx)
+        inner.swarm.set_our_peer_id(our_peer_id);
+        let key = inner.swarm.add_peer(self.now());
+        let wake = Arc::new(Notify::new());
+        inner.connections.insert(key, wake.clone());
+        self.settle(inner);
+        Registration { key, wake }
     }
 
-    /// Forgets a disconnected peer; its outstanding requests go to others.
-    pub fn remove_peer(&self, key: PeerKey) {
+    /// Forgets a connection that ended; its outstanding requests go to other peers.
+    pub fn disconnect(&self, key: PeerKey) {
         let mut inner = self.lock();
-        inner.peers.remove(&key);
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_peer_removed(key);
-        }
-        Self::route_events(&mut inner);
-        Self::wake_all(&inner);
-        drop(inner);
-        self.publish();
+        inner.connections.remove(&key);
+        inner.commands.remove(&key);
+        inner.swarm.handle_peer_closed(key);
+        // Only storage work queued for other peers may fail here; theirs to report.
+        let _ = self.dispatch(inner);
     }
 
-    /// A peer announced a piece.
-    pub fn peer_has(&self, key: PeerKey, piece: ValidPieceIndex) {
+    /// Hands one message from connection `key` to the core and does the storage work that
+    /// follows. An error is a protocol violation or a disk failure: the connection ends.
+    pub fn handle_message(&self, key: PeerKey, message: Message) -> anyhow::Result<()> {
         let mut inner = self.lock();
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_have(key, piece);
-        }
-    }
-
-    /// Up to `room` blocks to request from `key` now.
-    pub fn next_requests(&self, key: PeerKey, room: usize) -> Vec<BlockRef> {
-        let mut inner = self.lock();
-        let now = self.now();
-        let Some(scheduler) = inner.scheduler.as_mut() else {
-            return Vec::new();
-        };
-        std::iter::from_fn(|| scheduler.next_request(key, now))
-            .take(room)
-            .collect()
-    }
-
-    /// A peer refused one of our requests.
-    pub fn request_rejected(&self, key: PeerKey, block: BlockRef) {
-        let mut inner = self.lock();
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_request_rejected(key, block);
-        }
-        Self::route_events(&mut inner);
-    }
-
-    /// The peer choked us: its requests are void.
-    pub fn peer_choked(&self, key: PeerKey) {
-        let mut inner = self.lock();
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_choked(key);
-        }
-        Self::wake_all(&inner);
-    }
-
-    /// The peer unchoked us.
-    pub fn peer_unchoked(&self, key: PeerKey) {
-        let mut inner = self.lock();
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_unchoked(key);
-        }
-    }
-
-    /// Stores a received block; when it completes a piece, verifies the piece and, if it is
-    /// good, announces it to every peer. Returns an error only for disk failures.
-    ///
-    /// The block is written while the lock is held: otherwise another connection could report
-    /// the piece's last block, and hash the piece, before this block reached the disk.
-    pub fn block_received(
-        &self,
-        key: PeerKey,
-        block: BlockRef,
-        data: &Bytes,
-    ) -> std::io::Result<()> {
-        let outcome = {
-            let mut inner = self.lock();
-            let Some(scheduler) = inner.scheduler.as_mut() else {
-                return Ok(());
-            };
-            let outcome = scheduler.handle_block_received(key, block);
-            match outcome {
-                BlockOutcome::Stored | BlockOutcome::PieceComplete(_) => {
-                    self.storage.write_block(block, data)?;
-                }
-                BlockOutcome::Duplicate => inner.duplicate_blocks += 1,
-                BlockOutcome::Unrequested => {}
-            }
-            Self::route_events(&mut inner);
-            outcome
-        };
-        match outcome {
-            BlockOutcome::PieceComplete(piece) => self.verify_piece(piece),
-            _ => Ok(()),
-        }
-    }
-
-    fn verify_piece(&self, piece: ValidPieceIndex) -> std::io::Result<()> {
-        let mut buffer = vec![0; self.metainfo.lengths().piece_length(piece) as usize];
-        let data = self.storage.read_piece(piece, &mut buffer)?;
-        let good = PieceHash::of(data) == self.metainfo.piece_hashes()[piece.get() as usize];
-        let mut inner = self.lock();
-        let Some(scheduler) = inner.scheduler.as_mut() else {
-            return Ok(());
-        };
-        if good {
-            let _ = scheduler.handle_hash_ok(piece);
-            inner.have.set(piece);
-            inner.bytes_have += u64::from(self.metainfo.lengths().piece_length(piece));
-            inner.fetched_pieces += 1;
-            for peer in inner.peers.values() {
-                let _ = peer.commands.send(PeerCommand::Have(piece));
-            }
-            if inner.have.is_complete() {
-                inner.scheduler = None;
-            }
-        } else {
-            let _ = scheduler.handle_hash_failed(piece);
-            inner.failed_pieces += 1;
-        }
-        Self::route_events(&mut inner);
-        Self::wake_all(&inner);
-        drop(inner);
-        self.publish();
+        inner
+            .swarm
+            .handle_message(key, self.now(), message)
+            .map_err(|e: SessionError| anyhow::anyhow!(e))?;
+        self.dispatch(inner)?;
         Ok(())
     }
 
-    /// Re-assigns stalled requests; call about once a second.
-    pub fn tick(&self) {
+    /// What connection `key` sends next.
+    pub fn transmit(&self, key: PeerKey) -> Transmit {
         let mut inner = self.lock();
         let now = self.now();
-        if let Some(scheduler) = inner.scheduler.as_mut() {
-            scheduler.handle_timeout(now);
-        }
-        Self::route_events(&mut inner);
-        Self::wake_all(&inner);
+        let messages = std::iter::from_fn(|| inner.swarm.poll_transmit(key, now)).collect();
+        let close = inner.commands.get(&key).copied();
+        self.settle(inner);
+        Transmit { messages, close }
     }
 
-    fn route_events(inner: &mut Inner) {
-        let Some(scheduler) = inner.scheduler.as_mut() else {
-            return;
-        };
-        while let Some(event) = scheduler.poll_event() {
-            let (peer, command) = match event {
-                Event::Cancel { peer, block } => (peer, PeerCommand::Cancel(block)),
-                Event::Ban { peer } => (peer, PeerCommand::Close),
+    /// Re-assigns stalled requests, sends keep-alives and closes silent connections, if their
+    /// time has come; [`Torrent::run_timers`] calls it when the core's deadline passes.
+    pub fn tick(&self) {
+        let mut inner = self.lock();
+        inner.swarm.handle_timeout(self.now());
+        if let Err(e) = self.dispatch(inner) {
+            tracing::warn!("storage failure after a timeout: {e:#}");
+        }
+    }
+
+    /// Runs the core's timers until the torrent stops: sleeps until the core's next deadline
+    /// (re-read whenever it moves earlier), then calls [`Torrent::tick`].
+    pub async fn run_timers(self: &Arc<Self>) {
+        let mut stop = self.stop_signal();
+        loop {
+            let deadline = {
+                let mut inner = self.lock();
+                inner.armed = inner.swarm.poll_timeout();
+                inner.armed
             };
-            if let Some(handle) = inner.peers.get(&peer) {
-                let _ = handle.commands.send(command);
+            let sleep = async {
+                match deadline {
+                    Some(deadline) => {
+                        tokio::time::sleep_until(self.started + deadline).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = sleep => self.tick(),
+                () = self.timer.notified() => {}
+                () = stop.wait() => return,
             }
         }
     }
 
-    fn wake_all(inner: &Inner) {
-        for peer in inner.peers.values() {
-            let _ = peer.commands.send(PeerCommand::Wake);
+    /// Carries out the core's storage work and wakeups until none is left. A block is written
+    /// while the lock is held: otherwise another connection could report the piece's last
+    /// block, and hash the piece, before this block reached the disk. Reads and hashing happen
+    /// without the lock.
+    fn dispatch<'a>(&'a self, mut inner: MutexGuard<'a, Inner>) -> anyhow::Result<()> {
+        let mut failure = None;
+        loop {
+            let mut work = Vec::new();
+            while let Some(event) = inner.swarm.poll_event() {
+                match event {
+                    SwarmEvent::WriteBlock { block, data, .. } => {
+                        if let Err(e) = self.storage.write_block(block, &data) {
+                            // The piece then fails its check and is fetched again.
+                            failure.get_or_insert(
+                                anyhow::Error::new(e).context("cannot write a received block"),
+                            );
+                        }
+                    }
+                    SwarmEvent::ReadBlock { peer, block } => work.push(Work::Read(peer, block)),
+                    SwarmEvent::VerifyPiece(piece) => work.push(Work::Verify(piece)),
+                    SwarmEvent::Close { peer, reason } => {
+                        inner.commands.insert(peer, PeerCommand::Close(reason));
+                        if let Some(wake) = inner.connections.get(&peer) {
+                            wake.notify_one();
+                        }
+                    }
+                }
+            }
+            if work.is_empty() {
+                self.settle(inner);
+                return failure.map_or(Ok(()), Err);
+            }
+            drop(inner);
+            let done: Vec<Done> = work.into_iter().map(|w| self.work(w)).collect();
+            inner = self.lock();
+            for done in done {
+                match done {
+                    Done::Read(peer, block, Ok(data)) => inner.swarm.send_block(peer, block, data),
+                    Done::Read(peer, block, Err(e)) => {
+                        // A changed file is re-verified by its owner: expected, not alarming.
+                        if !matches!(e, UploadError::Changed) {
+                            tracing::warn!("not serving a requested block: {e}");
+                        }
+                        inner.swarm.reject_block(peer, block);
+                    }
+                    Done::Verified(piece, Ok(good)) => {
+                        inner.swarm.handle_piece_verified(piece, good)
+                    }
+                    Done::Verified(piece, Err(e)) => {
+                        inner.swarm.handle_piece_verified(piece, false);
+                        failure.get_or_insert(
+                            anyhow::Error::new(e).context("cannot read back a received piece"),
+                        );
+                    }
+                }
+            }
         }
     }
 
-    fn publish(&self) {
-        let inner = self.lock();
-        let progress = Progress {
-            pieces: inner.have.count_ones(),
-            bytes: inner.bytes_have,
-            peers: inner.peers.len(),
-            fetched_pieces: inner.fetched_pieces,
-            failed_pieces: inner.failed_pieces,
-            duplicate_blocks: inner.duplicate_blocks,
-        };
+    fn work(&self, work: Work) -> Done {
+        match work {
+            Work::Read(peer, block) => {
+                let mut data = vec![0; block.length as usize];
+                let result = self.read_for_upload(block, &mut data);
+                Done::Read(peer, block, result.map(|()| Bytes::from(data)))
+            }
+            Work::Verify(piece) => {
+                let mut buffer = vec![0; self.metainfo.lengths().piece_length(piece) as usize];
+                let good = self.storage.read_piece(piece, &mut buffer).map(|data| {
+                    PieceHash::of(data) == self.metainfo.piece_hashes()[piece.get() as usize]
+                });
+                Done::Verified(piece, good)
+            }
+        }
+    }
+
+    /// Wakes the connections the core named, re-arms the timer if the deadline moved earlier,
+    /// and publishes progress if it changed; then releases the lock.
+    fn settle(&self, mut inner: MutexGuard<'_, Inner>) {
+        while let Some(key) = inner.swarm.poll_wakeup() {
+            if let Some(wake) = inner.connections.get(&key) {
+                wake.notify_one();
+            }
+        }
+        let deadline = inner.swarm.poll_timeout();
+        if deadline.is_some_and(|d| inner.armed.is_none_or(|armed| d < armed)) {
+            inner.armed = deadline;
+            self.timer.notify_one();
+        }
+        let progress = Progress::from(inner.swarm.stats());
         drop(inner);
-        self.progress.send_replace(progress);
+        self.progress.send_if_modified(|current| {
+            let changed = *current != progress;
+            *current = progress;
+            changed
+        });
     }
 }
 
-fn bytes_of(metainfo: &Metainfo, have: &Bitfield) -> u64 {
-    let lengths = metainfo.lengths();
-    have.iter_ones()
-        .filter_map(|i| lengths.validate_piece_index(i))
-        .map(|p| u64::from(lengths.piece_length(p)))
-        .sum()
+/// Storage work the core asked for.
+enum Work {
+    Read(PeerKey, BlockRef),
+    Verify(ValidPieceIndex),
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+//! Two torrents joined by an in-memory WebSocket, driven by their real connection tasks and
+//! timers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mtorrent_shared::{Bitfield, Metainfo, PeerId, PieceHash, PIECE_SIZE};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+use super::Torrent;
+use crate::node::connection;
+use crate::storage::Storage;
+
+fn metainfo(data: &[u8]) -> Metainfo {
+    let hashes = data
+        .chunks(PIECE_SIZE as usize)
+        .map(PieceHash::of)
+        .collect();
+    Metainfo::new(
+        ["ws://127.0.0.1:1/".into(), "ws://127.0.0.1:2/".into()],
+        "data.bin".into(),
+        data.len() as u64,
+        hashes,
+    )
+    .unwrap()
+}
+
+async fn socket_pair() -> (
+    WebSocketStream<tokio::io::DuplexStream>,
+    WebSocketStream<tokio::io::DuplexStream>,
+) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    (
+        WebSocketStream::from_raw_socket(a, Role::Client, None).await,
+        WebSocketStream::from_raw_socket(b, Role::Server, None).await,
+    )
+}
+
+#[tokio::test]
+async fn two_torrents_transfer_a_file_with_the_cores_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..PIECE_SIZE as usize * 3 + 4321)
+        .map(|i| (i * 7 % 253) as u8)
+        .collect();
+    let metainfo = metainfo(&data);
+    let lengths = metainfo.lengths();
+    let count = lengths.piece_count();
+    let source = dir.path().join("source");
+    std::fs::write(&source, &data).unwrap();
+    let seeder = Torrent::new(
+        metainfo.clone(),
+        Storage::open_existing(&source, lengths, false).unwrap(),
+        Bitfield::full(count),
+        1,
+    );
+    let target = dir.path().join("target");
+    let leecher = Torrent::new(
+        metainfo,
+        Storage::create_new(&target, lengths).unwrap(),
+        Bitfield::new(count),
+        2,
+    );
+    assert!(leecher.is_downloading() && !seeder.is_downloading());
+    for torrent in [&seeder, &leecher] {
+        let torrent = torrent.clone();
+        tokio::spawn(async move { torrent.run_timers().await });
+    }
+    let (a, b) = socket_pair().await;
+    let up = tokio::spawn(connection::run(
+        seeder.clone(),
+        PeerId([1; 20]),
+        a,
+        None,
+        None,
+    ));
+    let down = tokio::spawn(connection::run(
+        leecher.clone(),
+        PeerId([2; 20]),
+        b,
+        None,
+        None,
+    ));
+    let mut progress = leecher.watch_progress();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        progress.wait_for(|p| p.pieces == count),
+    )
+    .await
+    .expect("the download finishes")
+    .unwrap();
+    assert!(leecher.is_complete() && !leecher.is_downloading());
+    assert_eq!(std::fs::read(&target).unwrap(), data);
+    let progress = *leecher.watch_progress().borrow();
+    assert_eq!(
+        (progress.fetched_pieces, progress.failed_pieces),
+        (count, 0)
+    );
+    assert_eq!(seeder.uploaded(), data.len() as u64);
+    assert!(seeder.is_connected(PeerId([2; 20])));
+    seeder.stop();
+    leecher.stop();
+    up.await.unwrap().unwrap();
+    down.await.unwrap().unwrap();
+    assert_eq!(leecher.watch_progress().borrow().peers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timers_close_a_silent_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![5; 1000];
+    let metainfo = metainfo(&data);
+    let lengths = metainfo.lengths();
+    let torrent = Torrent::new(
+        metainfo,
+        Storage::create_new(&dir.path().join("target"), lengths).unwrap(),
+        Bitfield::new(1),
+        3,
+    );
+    let timers = torrent.clone();
+    tokio::spawn(async move { timers.run_timers().await });
+    let (a, mut silent) = socket_pair().await;
+    // The other end reads everything and says nothing.
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        while silent.next().await.is_some() {}
+    });
+    let started = tokio::time::Instant::now();
+    let ended = connection::run(torrent.clone(), PeerId([2; 20]), a, None, None).await;
+    let error = ended.expect_err("a silent peer is an error");
+    assert!(error.to_string().contains("silent"), "{error:#}");
+    assert_eq!(started.elapsed(), Duration::from_secs(120));
+    torrent.stop();
+}
+
+#[tokio::test]
+async fn stopping_ends_the_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![5; 1000];
+    let metainfo = metainfo(&data);
+    let lengths = metainfo.lengths();
+    let torrent: Arc<Torrent> = Torrent::new(
+        metainfo,
+        Storage::create_new(&dir.path().join("target"), lengths).unwrap(),
+        Bitfield::new(1),
+        4,
+    );
+    let timers = tokio::spawn({
+        let torrent = torrent.clone();
+        async move { torrent.run_timers().await }
+    });
+    torrent.stop();
+    tokio::time::timeout(Duration::from_secs(5), timers)
+        .await
+        .expect("run_timers returns once the torrent stops")
+        .unwrap();
+}
