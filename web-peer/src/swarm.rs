@@ -36,8 +36,6 @@ pub enum PeerCommand {
 pub struct Swarm {
     /// Its `.mtorrent`.
     pub metainfo: Metainfo,
-    /// Our peer id.
-    pub peer_id: PeerId,
     /// Where its bytes are.
     pub store: PieceStore,
     events: EventSink,
@@ -127,7 +125,6 @@ impl Swarm {
         .expect("a bitfield of the right size and a valid default config");
         Rc::new(Self {
             metainfo,
-            peer_id,
             store,
             events,
             state: RefCell::new(State {
@@ -152,13 +149,6 @@ impl Swarm {
     /// Whether this swarm serves pieces (it has the whole file).
     pub fn is_seeding(&self) -> bool {
         self.finished.borrow().is_none() && self.is_complete()
-    }
-
-    /// The bitfield to send peers: a download in the private file system cannot be read back
-    /// before it is complete, so a downloading browser offers nothing.
-    #[allow(dead_code, reason = "kept for the page's callers")]
-    pub fn offered(&self) -> Bitfield {
-        self.state.borrow().core.offered()
     }
 
     /// Bytes still missing, for the tracker.
@@ -433,7 +423,6 @@ impl Swarm {
 
     /// Runs the core's timers until the swarm stops: sleeps until the core's next deadline
     /// (re-read whenever it moves earlier), then calls [`Swarm::tick`].
-    #[allow(dead_code, reason = "to replace the per-second tick in tracker.rs")]
     pub async fn run_timers(self: Rc<Self>) {
         let (tx, mut moved) = mpsc::unbounded();
         *self.timer.borrow_mut() = Some(tx);

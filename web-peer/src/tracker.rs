@@ -87,24 +87,17 @@ struct Client {
 
 impl Client {
     async fn run(mut self, mut inputs: mpsc::UnboundedReceiver<Input>) {
-        let mut next_tick = clock::now();
         loop {
             self.handle_events();
             self.perform_actions().await;
             self.follow_swarms();
             let now = clock::now();
-            if now >= next_tick {
-                for (swarm, _) in self.swarms.values() {
-                    swarm.tick();
-                }
-                next_tick = now + Duration::from_secs(1);
-            }
-            let deadline = self
+            // Wake at least every 250 ms to notice progress and stops.
+            let wait = self
                 .announcer
                 .poll_timeout()
-                .map_or(next_tick, |t| t.min(next_tick));
-            // Wake at least every 250 ms to notice progress and stops.
-            let wait = deadline.saturating_sub(now).min(Duration::from_millis(250));
+                .map_or(Duration::MAX, |deadline| deadline.saturating_sub(now))
+                .min(Duration::from_millis(250));
             match select(inputs.next(), Box::pin(clock::sleep(wait))).await {
                 Either::Left((Some(Input::PeerDropped) | None, _)) => return,
                 Either::Left((Some(input), _)) => self.handle_input(input),
@@ -119,6 +112,8 @@ impl Client {
             Input::Change(SwarmChange::Join(swarm, register)) => {
                 let info_hash = swarm.metainfo.info_hash();
                 let left = swarm.left();
+                // The swarm's own timers run from its core's next deadline until it stops.
+                wasm_bindgen_futures::spawn_local(swarm.clone().run_timers());
                 self.swarms.insert(info_hash, (swarm, left));
                 self.announcer
                     .add_swarm(info_hash, PeerAddress::Browser, left, register, now);

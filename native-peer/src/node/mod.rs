@@ -77,18 +77,10 @@ impl Node {
         });
         if torrent.is_downloading() {
             tokio::spawn(report_progress(torrent.clone(), changes));
-            let ticker = torrent;
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(Duration::from_secs(1));
-                let mut stop = ticker.stop_signal();
-                loop {
-                    tokio::select! {
-                        _ = interval.tick() => ticker.tick(),
-                        () = stop.wait() => return,
-                    }
-                }
-            });
         }
+        // The torrent's timers (stalled requests, keep-alives, silent peers) run from its
+        // core's next deadline until it stops; with no peer there is none.
+        tokio::spawn(async move { torrent.run_timers().await });
     }
 
     /// Stops downloading or seeding a file: its connections close and it leaves its swarm.
