@@ -77,6 +77,13 @@ pub enum MetainfoError {
     /// The file name contains a NUL or another control character.
     #[error("the file name {0:?} contains a control character")]
     NameHasControl(String),
+    /// The file name contains an invisible character or one that changes the text's
+    /// direction (bidi overrides, zero-width spaces and joiners): a listed name could then
+    /// show another extension than the one it has.
+    #[error(
+        "the file name {0:?} contains an invisible or direction-changing character, which could disguise it"
+    )]
+    NameHasInvisible(String),
     /// The file name is longer than [`MAX_NAME_BYTES`].
     #[error("the file name is {0} bytes long; the limit is {MAX_NAME_BYTES}")]
     NameTooLong(usize),
@@ -286,10 +293,36 @@ fn validate_name(name: &str) -> Result<(), MetainfoError> {
     if name.chars().any(char::is_control) {
         return Err(MetainfoError::NameHasControl(name.to_owned()));
     }
+    if name.chars().any(is_invisible) {
+        return Err(MetainfoError::NameHasInvisible(name.to_owned()));
+    }
     if name == "." || name.contains("..") {
         return Err(MetainfoError::NameTraversal(name.to_owned()));
     }
     Ok(())
+}
+
+/// Whether `c` is invisible or changes the direction of the text around it: Unicode's bidi
+/// controls and the format characters that show nothing (zero-width spaces and joiners, the
+/// word joiner and its kin, the byte order mark, the soft hyphen, tag characters).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
 }
 
 fn validate_size(size: u64) -> Result<Lengths, MetainfoError> {
@@ -593,9 +626,25 @@ mod tests {
     }
 
     #[test]
+    fn accepts_names_in_any_script() {
+        for name in [
+            "résumé.pdf",
+            "日本語.txt",
+            "photo 😀.png",
+            "שלום.txt",
+            "a b-c_d.tar.gz",
+        ] {
+            let doc = document(|m| {
+                m.insert("name".into(), Value::from(name));
+            });
+            assert!(Metainfo::from_json(&doc).is_ok(), "name {name:?}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_names() {
         type Expected = fn(&str) -> MetainfoError;
-        let cases: [(&str, Expected); 9] = [
+        let cases: [(&str, Expected); 15] = [
             ("", |_| MetainfoError::EmptyName),
             ("a/b", |n| MetainfoError::NameHasSeparator(n.into())),
             ("../etc/passwd", |n| {
@@ -607,6 +656,21 @@ mod tests {
             ("x..y", |n| MetainfoError::NameTraversal(n.into())),
             ("a\0b", |n| MetainfoError::NameHasControl(n.into())),
             ("a\nb", |n| MetainfoError::NameHasControl(n.into())),
+            // "invoice_\u{202E}fdp.exe" shows as "invoice_exe.pdf".
+            ("invoice_\u{202E}fdp.exe", |n| {
+                MetainfoError::NameHasInvisible(n.into())
+            }),
+            ("a\u{2066}b\u{2069}", |n| {
+                MetainfoError::NameHasInvisible(n.into())
+            }),
+            ("photo\u{200B}.jpg", |n| {
+                MetainfoError::NameHasInvisible(n.into())
+            }),
+            ("x\u{200D}y", |n| MetainfoError::NameHasInvisible(n.into())),
+            ("\u{FEFF}bom", |n| MetainfoError::NameHasInvisible(n.into())),
+            ("tag\u{E0041}", |n| {
+                MetainfoError::NameHasInvisible(n.into())
+            }),
         ];
         for (name, error) in cases {
             let doc = document(|m| {

@@ -181,10 +181,20 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(connection::MAX_WS_MESSAGE))
 }
 
+/// How long a peer that connected may take to finish the WebSocket handshake and send ours.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE) or memory: accepting again at once would fail the
+                // same way and spin; give the connections that end a moment to free some.
+                tracing::warn!("cannot accept a peer: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
@@ -197,8 +207,11 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
 }
 
 async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Result<()> {
-    let mut socket = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config())).await?;
-    let first = tokio::time::timeout(Duration::from_secs(10), socket.next())
+    let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()));
+    let mut socket = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+        .await
+        .context("no WebSocket handshake")??;
+    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.next())
         .await
         .context("no handshake")?
         .context("closed before the handshake")??;
@@ -230,4 +243,26 @@ fn rand_id() -> [u8; 20] {
         chunk.copy_from_slice(&random[..chunk.len()]);
     }
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_connects_and_says_nothing_is_dropped_after_the_handshake_timeout() {
+        let node = Node::start("127.0.0.1:0".parse().unwrap(), None, None)
+            .await
+            .unwrap();
+        let mut silent = tokio::net::TcpStream::connect(node.listen_addr)
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut byte = [0u8; 1];
+        // The node closes the connection: the read ends (0 bytes, or a reset), never a byte.
+        let read = tokio::time::timeout(HANDSHAKE_TIMEOUT * 2, silent.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "still open: {read:?}");
+        assert!(started.elapsed() >= HANDSHAKE_TIMEOUT);
+    }
 }
