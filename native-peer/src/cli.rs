@@ -55,10 +55,12 @@ pub struct CatalogArgs {
 /// Options of the commands that run a peer.
 #[derive(Debug, Args)]
 pub struct PeerArgs {
-    /// Address to listen on for other peers.
-    #[arg(long, env = "MTORRENT_LISTEN", default_value = "127.0.0.1:0")]
-    pub listen: std::net::SocketAddr,
-    /// The URL other peers should dial [default: ws://<listen address>/].
+    /// Address to listen on for other peers [default: 0.0.0.0:7003, or any free port if that
+    /// one is taken].
+    #[arg(long, env = "MTORRENT_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The URL other peers should dial, for relays and port forwards [default: the trackers
+    /// announce the listening port on the address they see this peer connect from].
     #[arg(long, env = "MTORRENT_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
     /// Limit uploads to all peers together to this many bytes per second.

@@ -55,6 +55,17 @@ pub enum PeerAddress {
     },
     /// A browser peer: it cannot be dialled, only asked through its tracker to dial back.
     Browser,
+    /// A native peer accepting peers on `port` of the address its announce comes from. Only
+    /// in announces: the tracker fills in the host from the connection's source address (as
+    /// BitTorrent trackers do), so a peer need not know its public address, and a peer behind
+    /// a NAT is announced with the NAT's; everyone else sees a [`PeerAddress::Native`] URL.
+    Listening {
+        /// The port it accepts peers on.
+        port: u16,
+        /// Whether it accepts `wss://` (TLS) rather than `ws://`.
+        #[serde(default)]
+        tls: bool,
+    },
 }
 
 impl PeerAddress {
@@ -64,6 +75,22 @@ impl PeerAddress {
         match self {
             PeerAddress::Browser => true,
             PeerAddress::Native { url } => is_ws_url(url),
+            PeerAddress::Listening { port, .. } => *port != 0,
+        }
+    }
+
+    /// The address as others must see it: a [`PeerAddress::Listening`] port on `source`, the
+    /// address its announce came from, becomes that host's URL; the others stay as they are.
+    pub fn resolve(self, source: std::net::IpAddr) -> PeerAddress {
+        match self {
+            PeerAddress::Listening { port, tls } => PeerAddress::Native {
+                url: format!(
+                    "{}://{}/",
+                    if tls { "wss" } else { "ws" },
+                    std::net::SocketAddr::new(source, port)
+                ),
+            },
+            other => other,
         }
     }
 }
@@ -164,7 +191,8 @@ pub enum ToTracker {
         from: PeerId,
         /// The browser peer to signal.
         to: PeerId,
-        /// The URL it should dial.
+        /// The URL it should dial. Trackers send the browser the asking peer's own announced
+        /// address instead, so this is only a hint.
         dial: String,
     },
     /// List the files in the catalog.

@@ -58,6 +58,8 @@ impl Dir {
     pub fn command(&self, bin: &str) -> TestCommand {
         let mut cmd = Command::new(crate::bin_path(bin));
         cmd.current_dir(self.path());
+        // Peers under test listen on loopback, on ports the system picks.
+        cmd.env("MTORRENT_LISTEN", crate::TEST_LISTEN);
         TestCommand { cmd }
     }
 }

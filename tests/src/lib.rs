@@ -30,6 +30,9 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// Where peers under test listen (`MTORRENT_LISTEN`): loopback, a port the system picks.
+pub const TEST_LISTEN: &str = "127.0.0.1:0";
+
 pub mod bad_peer;
 pub mod browser;
 pub mod command;

@@ -114,6 +114,7 @@ fn try_spawn(bin: &Path, args: &[OsString], log: &Path) -> Result<(Child, Socket
         .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
     let mut child = Command::new(bin)
         .args(args)
+        .env("MTORRENT_LISTEN", crate::TEST_LISTEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

@@ -382,7 +382,8 @@ async fn signals_reach_a_browser_peer_on_this_tracker_or_its_twin() {
             info_hash: hash,
             from: PeerId([3; 20]),
             to: PeerId([target; 20]),
-            dial: "ws://127.0.0.1:20003/peer".into(),
+            // Not the native peer's address: the browser must be sent to that one anyway.
+            dial: "ws://127.0.0.1:9/elsewhere".into(),
         };
         assert!(matches!(
             native.request(&signal).await,

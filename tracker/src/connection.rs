@@ -3,6 +3,7 @@
 //! [`run`] sets up, calls [`run_inner`], and always cleans up, so a connection's peers are
 //! dropped however it ends. Errors end the connection, never the tracker.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ use tokio::sync::mpsc;
 use crate::registry::ConnectionId;
 use crate::state::{Tracker, Verdict, OUTBOX_CAPACITY, TWIN_OUTBOX_CAPACITY};
 
-/// Serves one accepted WebSocket until it closes.
-pub async fn run(tracker: Arc<Tracker>, socket: WebSocket) {
+/// Serves one accepted WebSocket, from `source`, until it closes.
+pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
     tracker.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, stream) = socket.split();
     let (outbox, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
@@ -44,7 +45,7 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket) {
         let _ = sink.close().await;
     });
     let mut link = Some(twin_sender);
-    if let Err(reason) = run_inner(&tracker, conn, stream, outbox, &mut link).await {
+    if let Err(reason) = run_inner(&tracker, conn, source, stream, outbox, &mut link).await {
         tracing::debug!(conn, "connection closed: {reason}");
     }
     tracker.close_connection(conn);
@@ -66,6 +67,7 @@ type TwinChannel = Option<mpsc::Sender<String>>;
 async fn run_inner(
     tracker: &Arc<Tracker>,
     conn: ConnectionId,
+    source: IpAddr,
     mut stream: futures::stream::SplitStream<WebSocket>,
     outbox: mpsc::Sender<String>,
     link: &mut TwinChannel,
@@ -142,7 +144,7 @@ async fn run_inner(
             continue;
         }
         let mut reply = None;
-        let verdict = tracker.handle_peer_message(conn, message, &mut reply);
+        let verdict = tracker.handle_peer_message(conn, source, message, &mut reply);
         if let Some(reply) = reply {
             outbox
                 .send(reply.encode())

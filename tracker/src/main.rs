@@ -64,7 +64,9 @@ async fn run(config: config::Config) -> Result<()> {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
-    let serve = axum::serve(listener, server::app(tracker));
+    // Peers' source addresses complete the announces of peers that give only their port.
+    let app = server::app(tracker).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serve = axum::serve(listener, app);
     tokio::select! {
         result = serve => result.context("server failed"),
         () = shutdown_signal() => {

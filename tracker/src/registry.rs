@@ -255,6 +255,11 @@ impl Registry {
         peers
     }
 
+    /// How peer `peer_id` of swarm `info_hash` is reached, if it is there.
+    pub fn address(&self, info_hash: InfoHash, peer_id: PeerId) -> Option<&PeerAddress> {
+        Some(&self.swarms.get(&info_hash)?.get(&peer_id)?.address)
+    }
+
     /// Who owns peer `peer_id` in swarm `info_hash`, if it is there.
     pub fn owner(&self, info_hash: InfoHash, peer_id: PeerId) -> Option<Owner> {
         Some(self.swarms.get(&info_hash)?.get(&peer_id)?.owner)

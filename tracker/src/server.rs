@@ -1,10 +1,11 @@
 //! The HTTP side: one router for the WebSocket endpoint, `/stats`, `/metrics` and the page.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,7 +26,11 @@ pub fn app(tracker: Arc<Tracker>) -> Router {
         .with_state(tracker)
 }
 
-async fn upgrade(State(tracker): State<Arc<Tracker>>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(tracker): State<Arc<Tracker>>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if tracker.connections.load(Ordering::Relaxed) >= tracker.config.max_connections {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
@@ -36,7 +41,7 @@ async fn upgrade(State(tracker): State<Arc<Tracker>>, ws: WebSocketUpgrade) -> R
         .max_frame_size(limit)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection::run(tracker, socket))
+        .on_upgrade(move |socket| connection::run(tracker, socket, source.ip()))
 }
 
 /// What `/stats` returns.

@@ -121,10 +121,12 @@ impl Tracker {
         inner.send_to_twin(sync);
     }
 
-    /// Handles one message from a peer connection; the reply, if any, goes to its outbox.
+    /// Handles one message from a peer connection from `source`; the reply, if any, goes to
+    /// its outbox.
     pub fn handle_peer_message(
         &self,
         conn: ConnectionId,
+        source: std::net::IpAddr,
         message: ToTracker,
         reply: &mut Option<FromTracker>,
     ) -> Verdict {
@@ -132,7 +134,9 @@ impl Tracker {
         let mut inner = self.lock();
         let mut sync = Vec::new();
         let result = match message {
-            ToTracker::Announce(announce) => {
+            ToTracker::Announce(mut announce) => {
+                // A peer that gave only its port is where its announce came from.
+                announce.address = announce.address.resolve(source);
                 let registered = match &announce.metainfo {
                     Some(document) => inner.add_file(document, Some(announce.info_hash), &mut sync),
                     None => Ok(()),
@@ -335,7 +339,7 @@ impl Inner {
         info_hash: mtorrent_shared::InfoHash,
         from: mtorrent_shared::PeerId,
         to: mtorrent_shared::PeerId,
-        dial: String,
+        _dial: String,
     ) -> Result<FromTracker, (ErrorCode, String)> {
         if self.registry.owner(info_hash, from) != Some(Owner::Local(conn)) {
             return Err((
@@ -343,12 +347,18 @@ impl Inner {
                 "announce in the swarm before signalling".into(),
             ));
         }
-        if !(PeerAddress::Native { url: dial.clone() }).is_valid() {
-            return Err((
-                ErrorCode::BadAddress,
-                format!("{dial:?} is not a ws:// URL"),
-            ));
-        }
+        // The browser is sent to the asking peer's own announced address, whatever the signal
+        // says: nobody can make browsers dial a host of their choosing, and a peer that gave
+        // only its port is dialled where the tracker saw it.
+        let dial = match self.registry.address(info_hash, from) {
+            Some(PeerAddress::Native { url }) => url.clone(),
+            _ => {
+                return Err((
+                    ErrorCode::BadAddress,
+                    "only a peer that accepts connections can ask to be dialled".into(),
+                ))
+            }
+        };
         match self.registry.owner(info_hash, to) {
             Some(Owner::Local(target)) => {
                 self.deliver(

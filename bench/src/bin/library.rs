@@ -193,6 +193,7 @@ fn run_gets(root: &Path, files: &[&Shared]) -> Result<Duration> {
             .arg(&home)
             .arg("--catalog")
             .arg(home.join("catalog.sqlite"))
+            .env("MTORRENT_LISTEN", mtorrent_e2e::TEST_LISTEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

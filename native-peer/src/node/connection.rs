@@ -70,10 +70,17 @@ where
                 Some(Err(e)) => return Err(e.into()),
             },
             () = wake.notified() => {}
-            () = stop.wait() => return Ok(()),
+            () = stop.wait() => {
+                // Say goodbye, so the peer sees a closed connection rather than a reset.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
+                return Ok(());
+            }
         }
     }
 }
+
+/// How long a stopping connection waits to send its close frame.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn send<S>(
     socket: &mut WebSocketStream<S>,

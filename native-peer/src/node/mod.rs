@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use mtorrent_shared::tracker::PeerAddress;
 use mtorrent_shared::wire::Message;
 use mtorrent_shared::{InfoHash, PeerId};
 use tokio::net::TcpListener;
@@ -30,8 +31,9 @@ pub use torrent::{PeerCommand, Progress, StopSignal, Torrent, UploadError};
 pub struct Node {
     /// This peer's id.
     pub peer_id: PeerId,
-    /// The URL other peers dial to reach it.
-    pub advertised_url: String,
+    /// The URL other peers dial to reach it, if it was given (`--advertise`); without it the
+    /// trackers announce the node's port on the address they see it connect from.
+    pub advertise: Option<String>,
     /// The address it listens on.
     pub listen_addr: SocketAddr,
     upload_limit: Option<Arc<RateLimit>>,
@@ -41,21 +43,25 @@ pub struct Node {
 }
 
 impl Node {
-    /// Binds the listener on `listen` and starts accepting peers. The advertised URL is
-    /// `advertise`, or `ws://<bound address>/` if none is given.
+    /// Binds the listener on `listen` (without one, [`DEFAULT_PORT`] on every interface, or
+    /// any free port if that one is taken) and starts accepting peers. Other peers are told
+    /// `advertise`, or, without it, the port on the address the trackers see.
     /// Uploads are limited to `max_upload_rate` bytes per second in all, if given.
     pub async fn start(
-        listen: SocketAddr,
+        listen: Option<SocketAddr>,
         advertise: Option<String>,
         max_upload_rate: Option<u64>,
     ) -> Result<Arc<Self>> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen for peers on {listen}"))?;
+        let listener = match listen {
+            Some(listen) => TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for peers on {listen}"))?,
+            None => bind_default().await?,
+        };
         let bound = listener.local_addr()?;
         let node = Arc::new(Self {
             peer_id: PeerId(rand_id()),
-            advertised_url: advertise.unwrap_or_else(|| format!("ws://{bound}/")),
+            advertise,
             listen_addr: bound,
             upload_limit: max_upload_rate.map(|rate| Arc::new(RateLimit::new(rate))),
             torrents: Mutex::new(HashMap::new()),
@@ -105,6 +111,18 @@ impl Node {
         }
     }
 
+    /// How trackers should announce this node: the advertised URL, or the port it listens on,
+    /// for the tracker to pair with the address it sees.
+    pub fn address(&self) -> PeerAddress {
+        match &self.advertise {
+            Some(url) => PeerAddress::Native { url: url.clone() },
+            None => PeerAddress::Listening {
+                port: self.listen_addr.port(),
+                tls: false,
+            },
+        }
+    }
+
     /// How many tracker pairs the node talks to (one connection each).
     pub fn tracker_clients(&self) -> usize {
         lock(&self.trackers).len()
@@ -144,6 +162,22 @@ impl Node {
                 _ => tracing::debug!("cannot reach peer {url}"),
             }
         });
+    }
+}
+
+/// The port a node listens on when none is given, as BitTorrent clients have theirs.
+pub const DEFAULT_PORT: u16 = 7003;
+
+/// [`DEFAULT_PORT`] on every interface, so peers on other machines reach the node with no
+/// flags; any free port if another program has it.
+async fn bind_default() -> Result<TcpListener> {
+    let any = std::net::Ipv4Addr::UNSPECIFIED;
+    match TcpListener::bind((any, DEFAULT_PORT)).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => TcpListener::bind((any, 0))
+            .await
+            .context("cannot listen for peers on any port"),
+        Err(e) => Err(e).with_context(|| format!("cannot listen for peers on port {DEFAULT_PORT}")),
     }
 }
 
@@ -252,7 +286,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_connects_and_says_nothing_is_dropped_after_the_handshake_timeout() {
-        let node = Node::start("127.0.0.1:0".parse().unwrap(), None, None)
+        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None)
             .await
             .unwrap();
         let mut silent = tokio::net::TcpStream::connect(node.listen_addr)

@@ -128,15 +128,8 @@ impl Client {
                 let info_hash = torrent.metainfo.info_hash();
                 let left = left_of(&torrent);
                 self.torrents.insert(info_hash, torrent);
-                self.announcer.add_swarm(
-                    info_hash,
-                    PeerAddress::Native {
-                        url: node.advertised_url.clone(),
-                    },
-                    left,
-                    register,
-                    now,
-                );
+                self.announcer
+                    .add_swarm(info_hash, node.address(), left, register, now);
             }
             SwarmChange::Left { info_hash, left } => {
                 self.announcer.set_left(info_hash, left, now);
@@ -181,12 +174,17 @@ impl Client {
             match peer.address {
                 PeerAddress::Native { url } => node.dial(torrent.clone(), url),
                 // A browser cannot be dialled: ask it, through the tracker, to dial us.
+                // (The tracker sends it to the address it has for us; the URL is a hint.)
                 PeerAddress::Browser => self.announcer.signal(
                     info_hash,
                     peer.peer_id,
-                    node.advertised_url.clone(),
+                    node.advertise
+                        .clone()
+                        .unwrap_or_else(|| format!("ws://{}/", node.listen_addr)),
                     self.now(),
                 ),
+                // Trackers resolve ports to URLs before they pass them on.
+                PeerAddress::Listening { .. } => {}
             }
         }
     }

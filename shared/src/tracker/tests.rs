@@ -103,6 +103,7 @@ fn any_peer_id() -> impl Strategy<Value = PeerId> {
 fn any_address() -> impl Strategy<Value = PeerAddress> {
     prop_oneof![
         Just(PeerAddress::Browser),
+        (1u16.., any::<bool>()).prop_map(|(port, tls)| PeerAddress::Listening { port, tls }),
         "ws://[a-z0-9.]{1,20}:[0-9]{1,5}/[a-z]{0,8}".prop_map(|url| PeerAddress::Native { url }),
     ]
 }
@@ -287,4 +288,44 @@ proptest! {
             prop_assert!(ToTracker::decode(&text[..end]).is_err());
         }
     }
+}
+
+#[test]
+fn a_listening_port_resolves_to_a_url_on_the_source_address() {
+    let listening = PeerAddress::Listening {
+        port: 7003,
+        tls: false,
+    };
+    assert!(listening.is_valid());
+    assert!(!PeerAddress::Listening {
+        port: 0,
+        tls: false
+    }
+    .is_valid());
+    assert_eq!(
+        listening.clone().resolve("10.1.2.3".parse().unwrap()),
+        PeerAddress::Native {
+            url: "ws://10.1.2.3:7003/".into()
+        }
+    );
+    assert_eq!(
+        PeerAddress::Listening {
+            port: 443,
+            tls: true
+        }
+        .resolve("2001:db8::1".parse().unwrap()),
+        PeerAddress::Native {
+            url: "wss://[2001:db8::1]:443/".into()
+        }
+    );
+    assert!(PeerAddress::Native {
+        url: "ws://10.1.2.3:7003/".into()
+    }
+    .is_valid());
+    assert_eq!(
+        PeerAddress::Browser.resolve("10.1.2.3".parse().unwrap()),
+        PeerAddress::Browser
+    );
+    let json = serde_json::to_string(&listening).unwrap();
+    assert_eq!(json, r#"{"kind":"listening","port":7003,"tls":false}"#);
 }
