@@ -58,8 +58,11 @@ impl Dir {
     pub fn command(&self, bin: &str) -> TestCommand {
         let mut cmd = Command::new(crate::bin_path(bin));
         cmd.current_dir(self.path());
-        // Peers under test listen on loopback, on ports the system picks.
-        cmd.env("MTORRENT_LISTEN", crate::TEST_LISTEN);
+        // Peers under test listen on loopback, on ports the system picks, and read no settings
+        // of the machine's user.
+        cmd.env("MTORRENT_LISTEN", crate::TEST_LISTEN)
+            .env("XDG_CONFIG_HOME", self.path().join(".config"))
+            .env_remove("MTORRENT_TRACKERS");
         TestCommand { cmd }
     }
 }
@@ -93,6 +96,12 @@ impl TestCommand {
         S: AsRef<std::ffi::OsStr>,
     {
         self.cmd.args(args);
+        self
+    }
+
+    /// Sets an environment variable of the command.
+    pub fn env(&mut self, name: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.cmd.env(name, value);
         self
     }
 

@@ -256,6 +256,66 @@ fn create_refuses_bad_input_and_writes_nothing() {
 }
 
 #[test]
+fn trackers_come_from_the_flags_then_the_environment_then_the_config_file() {
+    let dir = Dir::new();
+    dir.write("data.bin", random_bytes(1000, 6));
+    let trackers_of = |out: &str| {
+        let document = dir.read(out);
+        let metainfo = Metainfo::from_json(&document).unwrap();
+        metainfo.trackers().clone()
+    };
+    // Nothing anywhere: a clear error, nothing written.
+    dir.command("mtorrent")
+        .args(["create", "data.bin", "-o", "none.mtorrent"])
+        .run()
+        .code(2)
+        .stderr_contains("name the trackers");
+    assert!(!dir.join("none.mtorrent").exists());
+    // The config file.
+    std::fs::create_dir_all(dir.join(".config/mtorrent")).unwrap();
+    dir.write(
+        ".config/mtorrent/config.toml",
+        "trackers = [\"ws://config-1:7001/ws\", \"ws://config-2:7002/ws\"]\n",
+    );
+    dir.command("mtorrent")
+        .args(["create", "data.bin", "-o", "config.mtorrent"])
+        .run()
+        .success();
+    assert_eq!(
+        trackers_of("config.mtorrent"),
+        ["ws://config-1:7001/ws", "ws://config-2:7002/ws"]
+    );
+    // The environment wins over the file, and flags over both.
+    dir.command("mtorrent")
+        .args(["create", "data.bin", "-o", "env.mtorrent"])
+        .env("MTORRENT_TRACKERS", "ws://env-1/ws, ws://env-2/ws")
+        .run()
+        .success();
+    assert_eq!(
+        trackers_of("env.mtorrent"),
+        ["ws://env-1/ws", "ws://env-2/ws"]
+    );
+    dir.command("mtorrent")
+        .args(["create", "data.bin", "-o", "flags.mtorrent"])
+        .args(TRACKERS)
+        .env("MTORRENT_TRACKERS", "ws://env-1/ws,ws://env-2/ws")
+        .run()
+        .success();
+    assert_eq!(trackers_of("flags.mtorrent"), [TRACKERS[1], TRACKERS[3]]);
+    // A config file with a mistake is refused, naming the file.
+    dir.write(
+        ".config/mtorrent/config.toml",
+        "tracker = [\"ws://a/ws\"]\n",
+    );
+    dir.command("mtorrent")
+        .args(["create", "data.bin", "-o", "bad.mtorrent"])
+        .run()
+        .code(2)
+        .stderr_contains("config.toml is not a valid mtorrent config");
+    assert!(!dir.join("bad.mtorrent").exists());
+}
+
+#[test]
 fn create_refuses_to_overwrite_without_force() {
     let dir = Dir::new();
     dir.write("data.bin", b"first");

@@ -9,10 +9,11 @@ use mtorrent_shared::{Lengths, Metainfo, MAX_FILE_SIZE};
 use super::progress::with_progress;
 use crate::cli::CreateArgs;
 use crate::output;
+use mtorrent_native_peer::config::Config;
 use mtorrent_native_peer::hashing;
 
 pub fn run(args: CreateArgs) -> Result<ExitCode> {
-    let trackers = two_trackers(&args.trackers)?;
+    let trackers = chosen_trackers(&args.trackers, None)?;
     let name = file_name(&args.file)?;
     // Validate everything but the hashes before the long part, so a bad name or URL fails fast.
     Metainfo::new(trackers.clone(), name.clone(), 0, Vec::new())?;
@@ -44,6 +45,32 @@ pub fn two_trackers(urls: &[String]) -> Result<[String; 2]> {
             urls.len()
         )
     })
+}
+
+/// The trackers a new `.mtorrent` names: the `--tracker` flags if any, else
+/// `MTORRENT_TRACKERS` (two URLs, comma-separated), else `trackers` in the config file, else
+/// `fallback` (what `share` uses on a machine that runs its own trackers), else an error that
+/// says where they can be given.
+pub fn chosen_trackers(flags: &[String], fallback: Option<[&str; 2]>) -> Result<[String; 2]> {
+    if !flags.is_empty() {
+        return two_trackers(flags);
+    }
+    if let Some(list) = std::env::var_os("MTORRENT_TRACKERS").filter(|v| !v.is_empty()) {
+        let list = list.to_string_lossy();
+        let urls: Vec<String> = list.split(',').map(|u| u.trim().to_owned()).collect();
+        return two_trackers(&urls).context("in MTORRENT_TRACKERS");
+    }
+    if let Some(path) = Config::default_path() {
+        if let Some(urls) = Config::load(&path)?.trackers {
+            return two_trackers(&urls).with_context(|| format!("in {}", path.display()));
+        }
+    }
+    match fallback {
+        Some([one, two]) => Ok([one.to_owned(), two.to_owned()]),
+        None => bail!(
+            "name the trackers: two --tracker URLs, MTORRENT_TRACKERS, or `trackers` in ~/.config/mtorrent/config.toml"
+        ),
+    }
 }
 
 /// Hashes the file at `path` on `workers` threads into its `.mtorrent`.

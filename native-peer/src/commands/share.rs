@@ -10,14 +10,18 @@ use mtorrent_native_peer::locks::Locks;
 use mtorrent_shared::Bitfield;
 use mtorrent_shared::InfoHash;
 
-use super::create::{hash_into_metainfo, two_trackers};
+use super::create::{chosen_trackers, hash_into_metainfo};
 use super::peer::open_catalog;
 use super::seed;
 use crate::cli::ShareArgs;
 use crate::output;
 
 pub fn run(args: ShareArgs) -> Result<ExitCode> {
-    let trackers = two_trackers(&args.trackers)?;
+    // Without any setting, the two trackers scripts/run.sh starts on this machine.
+    let trackers = chosen_trackers(
+        &args.trackers,
+        Some(["ws://127.0.0.1:7001/ws", "ws://127.0.0.1:7002/ws"]),
+    )?;
     let path = args
         .file
         .canonicalize()
