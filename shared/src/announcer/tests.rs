@@ -45,6 +45,20 @@ fn peers_reply(info_hash: InfoHash, interval_secs: u32) -> FromTracker {
 const A: InfoHash = InfoHash([0xA; 20]);
 const B: InfoHash = InfoHash([0xB; 20]);
 
+/// Lets `a` connect at time zero: it asks for tracker 1, then tracker 2 as a hedge, and
+/// tracker 1 answers.
+fn connect_to_tracker_one(a: &mut Announcer) {
+    a.handle_timeout(Duration::ZERO);
+    assert_eq!(
+        actions(a),
+        [Action::Connect {
+            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
+            hedge_after: HEDGE,
+        }]
+    );
+    a.handle_connected(0, Duration::ZERO);
+}
+
 fn connected_with_swarm() -> Announcer {
     let mut a = announcer();
     a.add_swarm(
@@ -54,15 +68,7 @@ fn connected_with_swarm() -> Announcer {
         Some("{doc}".into()),
         Duration::ZERO,
     );
-    a.handle_timeout(Duration::ZERO);
-    assert_eq!(
-        actions(&mut a),
-        [Action::Connect {
-            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
-            hedge_after: HEDGE,
-        }]
-    );
-    a.handle_connected(0, Duration::ZERO);
+    connect_to_tracker_one(&mut a);
     a
 }
 
@@ -238,15 +244,7 @@ fn many_swarms_share_one_connection_and_their_announces_are_paced() {
     for i in 0..1_000 {
         a.add_swarm(info_hash(i), PeerAddress::Browser, 0, None, Duration::ZERO);
     }
-    a.handle_timeout(Duration::ZERO);
-    assert_eq!(
-        actions(&mut a),
-        [Action::Connect {
-            urls: ["ws://one/ws".into(), "ws://two/ws".into()],
-            hedge_after: HEDGE,
-        }]
-    );
-    a.handle_connected(0, Duration::ZERO);
+    connect_to_tracker_one(&mut a);
     // Drive the clock in 10 ms steps, answering every announce at once, and record when each
     // swarm was first announced.
     let mut first_sent = BTreeMap::new();
