@@ -82,6 +82,27 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Waits until the `/stats` of the tracker at `addr` satisfy `check`, for at most 30 s;
+/// `what` says what was awaited when it never comes.
+pub fn wait_for_tracker_stats(
+    addr: SocketAddr,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = tracker_stats(addr);
+        if check(&stats) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never {what}: {stats}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A tracker's `/stats`, parsed.
 pub fn tracker_stats(addr: SocketAddr) -> serde_json::Value {
     let (status, body) = http_get(addr, "/stats");

@@ -3,12 +3,11 @@
 //! tracker 1 dies.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::{get, Trackers};
-use mtorrent_e2e::{random_bytes, tracker_stats};
+use mtorrent_e2e::{random_bytes, wait_for_tracker_stats};
 
 /// Files in the library: enough that a node with one connection per file would show.
 const FILES: usize = 8;
@@ -31,19 +30,6 @@ fn share_into_seed(dir: &Dir, trackers: &Trackers, i: usize) -> (PathBuf, Vec<u8
         .run()
         .success();
     (mtorrent, data)
-}
-
-/// Waits until `tracker`'s `/stats` satisfies `check`, for at most 30 s.
-fn wait_for_stats(tracker: &Process, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = tracker_stats(tracker.addr());
-        if check(&stats) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never {what}: {stats}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Runs one `mtorrent get` per `.mtorrent` at once, each into its own directory, and checks
@@ -102,13 +88,15 @@ fn one_seed_serves_many_files_to_concurrent_gets_over_one_connection_per_tracker
         .map(|i| share_into_seed(&dir, &trackers, i))
         .collect();
     // Every file is announced, all over the seed's one connection to tracker 1.
-    wait_for_stats(&trackers.one, "every file announced by one node", |s| {
-        s["swarms"] == FILES && s["peers"] == FILES && s["peer_connections"] == 1
-    });
+    wait_for_tracker_stats(
+        trackers.one.addr(),
+        "every file announced by one node",
+        |s| s["swarms"] == FILES && s["peers"] == FILES && s["peer_connections"] == 1,
+    );
     get_all_at_once(&dir, "first", &files);
     let log = seed.log();
     assert!(!log.contains("PeerIdTaken"), "the seed was refused: {log}");
-    wait_for_stats(&trackers.one, "back to the seed alone", |s| {
+    wait_for_tracker_stats(trackers.one.addr(), "back to the seed alone", |s| {
         s["peer_connections"] == 1 && s["peers"] == FILES
     });
 
@@ -116,8 +104,8 @@ fn one_seed_serves_many_files_to_concurrent_gets_over_one_connection_per_tracker
     // file shared afterwards is fetched through tracker 2.
     trackers.one.kill();
     let late = share_into_seed(&dir, &trackers, FILES);
-    wait_for_stats(
-        &trackers.two,
+    wait_for_tracker_stats(
+        trackers.two.addr(),
         "every file announced again on tracker 2",
         |s| s["swarms"] == FILES + 1 && s["peer_connections"] == 1,
     );

@@ -7,7 +7,7 @@ use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::{
     get, get_and_seed, number_after, share, share_slowly, wait_until_file_equals, Trackers,
 };
-use mtorrent_e2e::{random_bytes, tracker_stats};
+use mtorrent_e2e::{random_bytes, wait_for_tracker_stats};
 #[test]
 fn a_leecher_downloads_an_identical_file_from_one_seeder() {
     let dir = Dir::new();
@@ -89,14 +89,9 @@ fn a_tracker_that_never_answers_costs_a_download_no_timeout() {
         ],
         &dir.join("seeder.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tracker_stats(trackers.two.addr())["peers"] != 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the seeder never reached tracker 2"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_tracker_stats(trackers.two.addr(), "the seeder reached tracker 2", |s| {
+        s["peers"] == 1
+    });
     let started = Instant::now();
     get(&dir, "leecher", &mtorrent).success();
     let took = started.elapsed();

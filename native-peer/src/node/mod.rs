@@ -123,11 +123,6 @@ impl Node {
         }
     }
 
-    /// How many tracker pairs the node talks to (one connection each).
-    pub fn tracker_clients(&self) -> usize {
-        lock(&self.trackers).len()
-    }
-
     /// The client of tracker pair `trackers`, started on first use.
     fn tracker_client(
         self: &Arc<Self>,
