@@ -380,8 +380,13 @@ impl PeerSession {
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Duration {
-        (self.last_sent + self.config.keepalive_interval)
-            .min(self.last_received + self.config.idle_timeout)
+        let idle = self.last_received + self.config.idle_timeout;
+        // Something waits to be sent (a keep-alive, perhaps): nothing more to time until the
+        // driver sends it, or a deadline already past would wake the driver again and again.
+        if !self.outbox.is_empty() {
+            return idle;
+        }
+        (self.last_sent + self.config.keepalive_interval).min(idle)
     }
 
     /// The next message to send, if any. `now` records when we last sent something.

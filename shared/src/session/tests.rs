@@ -302,6 +302,12 @@ fn keepalives_and_idle_timeout() {
     let config = SessionConfig::default();
     assert_eq!(s.poll_timeout(), config.keepalive_interval);
     s.handle_timeout(config.keepalive_interval).unwrap();
+    // The keep-alive waits for the driver: the deadline moves on, never stays in the past.
+    assert!(
+        s.poll_timeout() > config.keepalive_interval,
+        "a deadline already past while the keep-alive waits: {:?}",
+        s.poll_timeout()
+    );
     assert_eq!(
         s.poll_transmit(config.keepalive_interval),
         Some(Message::KeepAlive)

@@ -73,7 +73,6 @@ pub struct Swarm {
     our_peer_id: PeerId,
     config: SwarmConfig,
     scheduler: Scheduler,
-    have: Bitfield,
     stats: SwarmStats,
     peers: BTreeMap<PeerKey, Peer>,
     next_key: u64,
@@ -112,26 +111,15 @@ impl Swarm {
         } else {
             Bitfield::new(count)
         };
-        let scheduler = Scheduler::with_wanted(
-            lengths,
-            have.clone(),
-            &wanted,
-            config.scheduler.clone(),
-            seed,
-        )?;
-        let stats = SwarmStats {
-            pieces: scheduler.pieces_have(),
-            bytes: scheduler.bytes_have(),
-            ..SwarmStats::default()
-        };
+        let scheduler =
+            Scheduler::with_wanted(lengths, have, &wanted, config.scheduler.clone(), seed)?;
         Ok(Self {
             lengths,
             info_hash,
             our_peer_id,
             config,
             scheduler,
-            have,
-            stats,
+            stats: SwarmStats::default(),
             peers: BTreeMap::new(),
             next_key: 1,
             verifying: 0,
@@ -164,7 +152,7 @@ impl Swarm {
 
     /// The verified pieces.
     pub fn have(&self) -> &Bitfield {
-        &self.have
+        self.scheduler.have()
     }
 
     /// Whether we offer our pieces now (see [`SwarmConfig::offer_incomplete`]).
@@ -176,7 +164,7 @@ impl Swarm {
     /// [`SwarmConfig::offer_incomplete`]).
     pub fn offered(&self) -> Bitfield {
         if self.is_offering() {
-            self.have.clone()
+            self.have().clone()
         } else {
             Bitfield::new(self.lengths.piece_count())
         }
@@ -184,7 +172,7 @@ impl Swarm {
 
     /// Whether every piece is verified.
     pub fn is_complete(&self) -> bool {
-        self.have.is_complete()
+        self.have().is_complete()
     }
 
     /// Whether the swarm downloads: it may and it lacks pieces.
@@ -194,7 +182,11 @@ impl Swarm {
 
     /// The counters.
     pub fn stats(&self) -> SwarmStats {
-        self.stats
+        SwarmStats {
+            pieces: self.scheduler.pieces_have(),
+            bytes: self.scheduler.bytes_have(),
+            ..self.stats
+        }
     }
 
     /// How many connected peers sent their handshake and bitfield.
@@ -264,7 +256,7 @@ impl Swarm {
         let Some(block) = peer.session.handle_piece_header(now, header)? else {
             return Ok(None);
         };
-        Ok(self.block_received(key, block).then_some(block))
+        Ok(self.block_received(key, block, None).then_some(block))
     }
 
     /// The driver checked a piece from [`SwarmEvent::VerifyPiece`]: `ok` if its hash matched
@@ -277,9 +269,6 @@ impl Swarm {
             if self.scheduler.handle_hash_ok(piece).is_err() {
                 return;
             }
-            self.have.set(piece);
-            self.stats.pieces += 1;
-            self.stats.bytes += u64::from(self.lengths.piece_length(piece));
             self.stats.fetched_pieces += 1;
             if self.config.offer_incomplete {
                 for peer in self.peers.values_mut().filter(|p| !p.closed) {
@@ -481,18 +470,7 @@ impl Swarm {
                 }
                 SessionEvent::RequestCancelled(_) => {}
                 SessionEvent::BlockReceived { block, data } => {
-                    let verify = self.events.len();
-                    if self.block_received(key, block) {
-                        // Written before its piece is verified.
-                        self.events.insert(
-                            verify,
-                            SwarmEvent::WriteBlock {
-                                peer: key,
-                                block,
-                                data,
-                            },
-                        );
-                    }
+                    self.block_received(key, block, Some(data));
                 }
                 SessionEvent::RequestRejected(block) => {
                     self.scheduler.handle_request_rejected(key, block);
@@ -503,22 +481,30 @@ impl Swarm {
         }
     }
 
-    /// Tells the scheduler about a received block; returns whether to keep its bytes. A
-    /// completed piece is queued for verification.
-    fn block_received(&mut self, key: PeerKey, block: BlockRef) -> bool {
-        let keep = match self.scheduler.handle_block_received(key, block) {
-            BlockOutcome::Stored => true,
-            BlockOutcome::PieceComplete(piece) => {
-                self.verifying += 1;
-                self.events.push_back(SwarmEvent::VerifyPiece(piece));
-                true
-            }
+    /// Tells the scheduler about a received block; returns whether to keep its bytes. Given
+    /// the bytes, queues their write; a completed piece is then queued for verification.
+    fn block_received(&mut self, key: PeerKey, block: BlockRef, data: Option<Bytes>) -> bool {
+        let outcome = self.scheduler.handle_block_received(key, block);
+        let keep = match outcome {
+            BlockOutcome::Stored | BlockOutcome::PieceComplete(_) => true,
             BlockOutcome::Duplicate => {
                 self.stats.duplicate_blocks += 1;
                 false
             }
             BlockOutcome::Unrequested => false,
         };
+        if let (true, Some(data)) = (keep, data) {
+            // Written before its piece is verified.
+            self.events.push_back(SwarmEvent::WriteBlock {
+                peer: key,
+                block,
+                data,
+            });
+        }
+        if let BlockOutcome::PieceComplete(piece) = outcome {
+            self.verifying += 1;
+            self.events.push_back(SwarmEvent::VerifyPiece(piece));
+        }
         self.route_scheduler_events();
         keep
     }
