@@ -11,7 +11,7 @@ use mtorrent_native_peer::hashing::{self, PieceResult};
 use mtorrent_native_peer::locks::Locks;
 use mtorrent_native_peer::node::{Node, Torrent};
 use mtorrent_native_peer::storage::Storage;
-use mtorrent_shared::{Bitfield, Metainfo};
+use mtorrent_shared::{Bitfield, Metainfo, PeerId};
 
 use crate::cli::{CatalogArgs, PeerArgs};
 
@@ -52,7 +52,12 @@ pub fn reverify(path: &Path, metainfo: &Metainfo, claimed: &Bitfield) -> Result<
 /// they are trusted (pieces verified after the last save are found again, never fetched
 /// twice), unless the download is `fresh`: its file was just created, empty. A file served as it is is checked again if its size or modification time changed:
 /// only the pieces that still match are served, and it is never written to.
-pub fn prepare_torrent(catalog: &Catalog, entry: &Entry, fresh: bool) -> Result<Arc<Torrent>> {
+pub fn prepare_torrent(
+    catalog: &Catalog,
+    entry: &Entry,
+    fresh: bool,
+    our_peer_id: PeerId,
+) -> Result<Arc<Torrent>> {
     let lengths = entry.metainfo.lengths();
     let info_hash = entry.metainfo.info_hash();
     let downloading = entry.state == EntryState::Downloading;
@@ -90,6 +95,7 @@ pub fn prepare_torrent(catalog: &Catalog, entry: &Entry, fresh: bool) -> Result<
         entry.metainfo.clone(),
         storage,
         have,
+        our_peer_id,
         rand::random(),
     ))
 }

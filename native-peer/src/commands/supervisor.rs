@@ -60,7 +60,7 @@ impl Supervisor {
     /// Starts serving or downloading `entry`, whose lock the caller took; `fresh` for a
     /// download whose file was just created (nothing on disk to check).
     pub fn start(&mut self, entry: &Entry, lock: Lock, fresh: bool) -> Result<Arc<Torrent>> {
-        let torrent = prepare_torrent(&self.catalog, entry, fresh)?;
+        let torrent = prepare_torrent(&self.catalog, entry, fresh, self.node.peer_id)?;
         let register = torrent.is_complete().then(|| entry.metainfo.to_json());
         self.node.add(torrent.clone(), register);
         let saved = torrent

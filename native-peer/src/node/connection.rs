@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use futures::{SinkExt, StreamExt};
 use mtorrent_shared::wire::Message;
-use mtorrent_shared::{CloseReason, PeerId};
+use mtorrent_shared::CloseReason;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
@@ -21,7 +21,6 @@ pub const MAX_WS_MESSAGE: usize = mtorrent_shared::wire::MAX_FRAME_LEN + 4;
 /// handshake of an incoming connection, read to find the torrent).
 pub async fn run<S>(
     torrent: Arc<Torrent>,
-    our_peer_id: PeerId,
     socket: WebSocketStream<S>,
     first: Option<Message>,
     upload_limit: Option<Arc<RateLimit>>,
@@ -29,7 +28,7 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let registration = torrent.connect(our_peer_id);
+    let registration = torrent.connect();
     let key = registration.key;
     let result = drive(&torrent, registration, socket, first, upload_limit).await;
     torrent.disconnect(key);

@@ -143,14 +143,13 @@ impl Node {
 
     /// Connects to the peer at `url` for `torrent`, in the background.
     pub fn dial(self: &Arc<Self>, torrent: Arc<Torrent>, url: String) {
-        let peer_id = self.peer_id;
         let limit = self.upload_limit.clone();
         tokio::spawn(async move {
             let connect =
                 tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
             match tokio::time::timeout(Duration::from_secs(10), connect).await {
                 Ok(Ok((socket, _))) => {
-                    if let Err(e) = connection::run(torrent, peer_id, socket, None, limit).await {
+                    if let Err(e) = connection::run(torrent, socket, None, limit).await {
                         tracing::debug!("connection to {url} ended: {e:#}");
                     }
                 }
@@ -254,14 +253,7 @@ async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Resul
     let torrent = node
         .torrent(handshake.info_hash)
         .with_context(|| format!("not sharing {}", handshake.info_hash))?;
-    connection::run(
-        torrent,
-        node.peer_id,
-        socket,
-        Some(message),
-        node.upload_limit.clone(),
-    )
-    .await
+    connection::run(torrent, socket, Some(message), node.upload_limit.clone()).await
 }
 
 fn rand_id() -> [u8; 20] {

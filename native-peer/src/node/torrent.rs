@@ -138,7 +138,13 @@ impl Torrent {
     /// A torrent with `have` already verified on disk. Without every piece it downloads, if
     /// its storage is writable; read-only storage is served as it is, and every upload first
     /// checks that the file has not changed since it was opened.
-    pub fn new(metainfo: Metainfo, storage: Storage, have: Bitfield, seed: u64) -> Arc<Self> {
+    pub fn new(
+        metainfo: Metainfo,
+        storage: Storage,
+        have: Bitfield,
+        our_peer_id: PeerId,
+        seed: u64,
+    ) -> Arc<Self> {
         let verified_stamp = if storage.is_writable() {
             None
         } else {
@@ -155,8 +161,7 @@ impl Torrent {
         let swarm = Swarm::new(
             metainfo.lengths(),
             metainfo.info_hash(),
-            // Replaced by the node's id when a connection starts (see `connect`).
-            PeerId([0; 20]),
+            our_peer_id,
             have,
             config,
             seed,
@@ -255,10 +260,9 @@ impl Torrent {
         self.lock().swarm.is_connected(peer_id)
     }
 
-    /// Registers a new connection, outgoing or incoming, on which we are `our_peer_id`.
-    pub fn connect(&self, our_peer_id: PeerId) -> Registration {
+    /// Registers a new connection, outgoing or incoming.
+    pub fn connect(&self) -> Registration {
         let mut inner = self.lock();
-        inner.swarm.set_our_peer_id(our_peer_id);
         let key = inner.swarm.add_peer(self.now());
         let wake = Arc::new(Notify::new());
         inner.connections.insert(key, wake.clone());

@@ -328,12 +328,6 @@ impl Swarm {
 
     // --- Commands ---
 
-    /// Our peer id on connections added from now on, for a driver that learns it after
-    /// creating the swarm.
-    pub fn set_our_peer_id(&mut self, our_peer_id: PeerId) {
-        self.our_peer_id = our_peer_id;
-    }
-
     /// A new connection, outgoing or incoming: its session queues our handshake and bitfield.
     pub fn add_peer(&mut self, now: Duration) -> PeerKey {
         let key = PeerKey(self.next_key);

@@ -52,6 +52,7 @@ async fn two_torrents_transfer_a_file_with_the_cores_timers() {
         metainfo.clone(),
         Storage::open_existing(&source, lengths, false).unwrap(),
         Bitfield::full(count),
+        PeerId([1; 20]),
         1,
     );
     let target = dir.path().join("target");
@@ -59,6 +60,7 @@ async fn two_torrents_transfer_a_file_with_the_cores_timers() {
         metainfo,
         Storage::create_new(&target, lengths).unwrap(),
         Bitfield::new(count),
+        PeerId([2; 20]),
         2,
     );
     assert!(leecher.is_downloading() && !seeder.is_downloading());
@@ -67,20 +69,8 @@ async fn two_torrents_transfer_a_file_with_the_cores_timers() {
         tokio::spawn(async move { torrent.run_timers().await });
     }
     let (a, b) = socket_pair().await;
-    let up = tokio::spawn(connection::run(
-        seeder.clone(),
-        PeerId([1; 20]),
-        a,
-        None,
-        None,
-    ));
-    let down = tokio::spawn(connection::run(
-        leecher.clone(),
-        PeerId([2; 20]),
-        b,
-        None,
-        None,
-    ));
+    let up = tokio::spawn(connection::run(seeder.clone(), a, None, None));
+    let down = tokio::spawn(connection::run(leecher.clone(), b, None, None));
     let mut progress = leecher.watch_progress();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -115,6 +105,7 @@ async fn the_timers_close_a_silent_peer() {
         metainfo,
         Storage::create_new(&dir.path().join("target"), lengths).unwrap(),
         Bitfield::new(1),
+        PeerId([2; 20]),
         3,
     );
     let timers = torrent.clone();
@@ -126,7 +117,7 @@ async fn the_timers_close_a_silent_peer() {
         while silent.next().await.is_some() {}
     });
     let started = tokio::time::Instant::now();
-    let ended = connection::run(torrent.clone(), PeerId([2; 20]), a, None, None).await;
+    let ended = connection::run(torrent.clone(), a, None, None).await;
     let error = ended.expect_err("a silent peer is an error");
     assert!(error.to_string().contains("silent"), "{error:#}");
     assert_eq!(started.elapsed(), Duration::from_secs(120));
@@ -143,6 +134,7 @@ async fn stopping_ends_the_timers() {
         metainfo,
         Storage::create_new(&dir.path().join("target"), lengths).unwrap(),
         Bitfield::new(1),
+        PeerId([4; 20]),
         4,
     );
     let timers = tokio::spawn({
