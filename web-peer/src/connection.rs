@@ -11,13 +11,14 @@ use mtorrent_shared::wire::{self, Message, PIECE_FRAME_HEADER_LEN};
 use mtorrent_shared::{CloseReason, PeerKey};
 
 use crate::socket::{PeerSocket, SocketEvent};
-use crate::swarm::{PeerCommand, Swarm};
+use crate::swarm::Swarm;
 
 /// What wakes a connection.
 enum Input {
     Frame(ArrayBuffer),
     Closed(Option<String>),
-    Command(PeerCommand),
+    /// The swarm has something for this connection: messages to send, a close or a stop.
+    Wake,
 }
 
 /// Dials `url` and runs the connection until it ends, in the background.
@@ -52,10 +53,10 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
     if swarm.is_stopped() {
         return Ok(());
     }
-    let (key, mut commands) = swarm.connect();
+    let (key, mut wakeups) = swarm.connect();
     wasm_bindgen_futures::spawn_local(async move {
-        while let Some(command) = commands.next().await {
-            if tx.unbounded_send(Input::Command(command)).is_err() {
+        while wakeups.next().await.is_some() {
+            if tx.unbounded_send(Input::Wake).is_err() {
                 return;
             }
         }
@@ -82,8 +83,8 @@ async fn run(swarm: Rc<Swarm>, url: &str) -> Result<(), String> {
             match input {
                 Input::Frame(buffer) => handle_frame(&swarm, key, &buffer)?,
                 Input::Closed(reason) => return reason.map_or(Ok(()), Err),
-                Input::Command(PeerCommand::Close) => {}
-                Input::Command(PeerCommand::Wake) => {}
+                // The loop's top sends what is queued and ends a closed connection.
+                Input::Wake => {}
             }
         }
     }

@@ -23,15 +23,6 @@ use crate::events::{EventSink, PeerEvent};
 use crate::piece_buffer::{self, PieceBuffer};
 use crate::store::PieceStore;
 
-/// What a swarm tells one connection task.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerCommand {
-    /// Close the connection (the core closed it, or the swarm stopped).
-    Close,
-    /// The core has messages for this connection: send them.
-    Wake,
-}
-
 /// One downloaded or seeded file.
 pub struct Swarm {
     /// Its `.mtorrent`.
@@ -51,9 +42,8 @@ struct State {
     core: mtorrent_shared::Swarm,
     /// Pieces being received, each in its own buffer until it is verified and written.
     assembling: HashMap<u32, PieceBuffer>,
-    connections: HashMap<PeerKey, mpsc::UnboundedSender<PeerCommand>>,
-    /// Connections the core closed, until their task ends.
-    closed: HashMap<PeerKey, CloseReason>,
+    /// Each connection's wake-up: it has messages to send, was closed, or the swarm stopped.
+    connections: HashMap<PeerKey, mpsc::UnboundedSender<()>>,
     /// The deadline [`Swarm::run_timers`] sleeps until.
     armed: Option<Duration>,
 }
@@ -131,7 +121,6 @@ impl Swarm {
                 core,
                 assembling: HashMap::new(),
                 connections: HashMap::new(),
-                closed: HashMap::new(),
                 armed: None,
             }),
             stopped: Cell::new(false),
@@ -171,8 +160,8 @@ impl Swarm {
         self.state.borrow().core.peer_count()
     }
 
-    /// Registers a new connection; returns its key and the commands it is to follow.
-    pub fn connect(self: &Rc<Self>) -> (PeerKey, mpsc::UnboundedReceiver<PeerCommand>) {
+    /// Registers a new connection; returns its key and its wake-ups.
+    pub fn connect(self: &Rc<Self>) -> (PeerKey, mpsc::UnboundedReceiver<()>) {
         let (tx, rx) = mpsc::unbounded();
         let key = {
             let mut state = self.state.borrow_mut();
@@ -189,7 +178,6 @@ impl Swarm {
         {
             let mut state = self.state.borrow_mut();
             state.connections.remove(&key);
-            state.closed.remove(&key);
             state.core.handle_peer_closed(key);
         }
         self.process();
@@ -237,7 +225,7 @@ impl Swarm {
             let now = clock::now();
             let messages: Vec<Message> =
                 std::iter::from_fn(|| state.core.poll_transmit(key, now)).collect();
-            (messages, state.closed.get(&key).copied())
+            (messages, state.core.close_reason(key))
         };
         if messages.iter().any(|m| matches!(m, Message::Piece { .. })) {
             self.publish_now_and_then();
@@ -288,17 +276,17 @@ impl Swarm {
                         self.verify_and_write(piece, buffer);
                     }
                 }
-                SwarmEvent::Close { peer, reason } => {
-                    state.closed.insert(peer, reason);
+                // The connection learns why from the core when it wakes.
+                SwarmEvent::Close { peer, .. } => {
                     if let Some(connection) = state.connections.get(&peer) {
-                        let _ = connection.unbounded_send(PeerCommand::Close);
+                        let _ = connection.unbounded_send(());
                     }
                 }
             }
         }
         while let Some(key) = state.core.poll_wakeup() {
             if let Some(connection) = state.connections.get(&key) {
-                let _ = connection.unbounded_send(PeerCommand::Wake);
+                let _ = connection.unbounded_send(());
             }
         }
         let deadline = state.core.poll_timeout();
@@ -456,7 +444,7 @@ impl Swarm {
             let _ = finished.send(Err("the download was stopped".into()));
         }
         for connection in self.state.borrow().connections.values() {
-            let _ = connection.unbounded_send(PeerCommand::Close);
+            let _ = connection.unbounded_send(());
         }
         if let Some(timer) = self.timer.borrow().as_ref() {
             let _ = timer.unbounded_send(());

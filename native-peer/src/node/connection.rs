@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
 use super::rate::RateLimit;
-use super::torrent::{PeerCommand, Registration, Torrent};
+use super::torrent::{Registration, Torrent};
 
 /// The largest WebSocket message a peer may send: one peer-wire frame.
 pub const MAX_WS_MESSAGE: usize = mtorrent_shared::wire::MAX_FRAME_LEN + 4;
@@ -53,8 +53,8 @@ where
         let transmit = torrent.transmit(key);
         send(&mut socket, transmit.messages, upload_limit.as_deref()).await?;
         match transmit.close {
-            Some(PeerCommand::Close(CloseReason::Duplicate)) => return Ok(()),
-            Some(PeerCommand::Close(reason)) => bail!("{reason}"),
+            Some(CloseReason::Duplicate) => return Ok(()),
+            Some(reason) => bail!("{reason}"),
             None => {}
         }
         tokio::select! {

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 pub use rate::RateLimit;
-pub use torrent::{PeerCommand, Progress, StopSignal, Torrent, UploadError};
+pub use torrent::{Progress, StopSignal, Torrent, UploadError};
 
 /// A running peer.
 #[derive(Debug)]

@@ -32,13 +32,6 @@ pub enum UploadError {
     Changed,
 }
 
-/// What a torrent tells one connection task, beyond waking it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PeerCommand {
-    /// Close the connection, for this reason.
-    Close(CloseReason),
-}
-
 /// Download progress, published to whoever watches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -104,8 +97,6 @@ struct Inner {
     swarm: Swarm,
     /// Every connection task's waker.
     connections: HashMap<PeerKey, Arc<Notify>>,
-    /// Connections the core closed, until their task ends.
-    commands: HashMap<PeerKey, PeerCommand>,
     /// The deadline [`Torrent::run_timers`] sleeps until.
     armed: Option<Duration>,
 }
@@ -125,7 +116,7 @@ pub struct Transmit {
     /// The messages, in order.
     pub messages: Vec<Message>,
     /// Set once the core closed the connection: end it after sending the messages.
-    pub close: Option<PeerCommand>,
+    pub close: Option<CloseReason>,
 }
 
 /// Storage work done without the lock, whose results go back into the core.
@@ -175,7 +166,6 @@ impl Torrent {
             inner: Mutex::new(Inner {
                 swarm,
                 connections: HashMap::new(),
-                commands: HashMap::new(),
                 armed: None,
             }),
             progress: watch::channel(progress).0,
@@ -274,7 +264,6 @@ impl Torrent {
     pub fn disconnect(&self, key: PeerKey) {
         let mut inner = self.lock();
         inner.connections.remove(&key);
-        inner.commands.remove(&key);
         inner.swarm.handle_peer_closed(key);
         // Only storage work queued for other peers may fail here; theirs to report.
         let _ = self.dispatch(inner);
@@ -297,7 +286,7 @@ impl Torrent {
         let mut inner = self.lock();
         let now = self.now();
         let messages = std::iter::from_fn(|| inner.swarm.poll_transmit(key, now)).collect();
-        let close = inner.commands.get(&key).copied();
+        let close = inner.swarm.close_reason(key);
         self.settle(inner);
         Transmit { messages, close }
     }
@@ -358,8 +347,8 @@ impl Torrent {
                     }
                     SwarmEvent::ReadBlock { peer, block } => work.push(Work::Read(peer, block)),
                     SwarmEvent::VerifyPiece(piece) => work.push(Work::Verify(piece)),
-                    SwarmEvent::Close { peer, reason } => {
-                        inner.commands.insert(peer, PeerCommand::Close(reason));
+                    // The connection's task learns why from the core when it wakes.
+                    SwarmEvent::Close { peer, .. } => {
                         if let Some(wake) = inner.connections.get(&peer) {
                             wake.notify_one();
                         }

@@ -87,8 +87,8 @@ struct Peer {
     session: PeerSession,
     /// Its handshake and bitfield arrived and it is known to the scheduler.
     ready: bool,
-    /// The swarm closed it and waits for [`Swarm::handle_peer_closed`].
-    closed: bool,
+    /// Why the swarm closed it, once it did; it then waits for [`Swarm::handle_peer_closed`].
+    closed: Option<CloseReason>,
     /// Listed in `wakeups`.
     woken: bool,
 }
@@ -198,7 +198,7 @@ impl Swarm {
     pub fn is_connected(&self, peer_id: PeerId) -> bool {
         self.peers
             .values()
-            .any(|p| !p.closed && p.session.peer_id() == Some(peer_id))
+            .any(|p| p.closed.is_none() && p.session.peer_id() == Some(peer_id))
     }
 
     /// The id of the peer on connection `key`, once its handshake arrived.
@@ -271,7 +271,7 @@ impl Swarm {
             }
             self.stats.fetched_pieces += 1;
             if self.config.offer_incomplete {
-                for peer in self.peers.values_mut().filter(|p| !p.closed) {
+                for peer in self.peers.values_mut().filter(|p| p.closed.is_none()) {
                     peer.session.have(piece);
                 }
                 self.wake_all();
@@ -297,7 +297,7 @@ impl Swarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
-        if peer.ready && !peer.closed {
+        if peer.ready && peer.closed.is_none() {
             self.forget(key);
         }
     }
@@ -309,7 +309,7 @@ impl Swarm {
         self.route_scheduler_events();
         let mut due = Vec::new();
         let mut silent = Vec::new();
-        for (&key, peer) in self.peers.iter_mut().filter(|(_, p)| !p.closed) {
+        for (&key, peer) in self.peers.iter_mut().filter(|(_, p)| p.closed.is_none()) {
             if peer.session.poll_timeout() > now {
                 continue;
             }
@@ -328,6 +328,12 @@ impl Swarm {
 
     // --- Commands ---
 
+    /// Why the swarm closed connection `key`, if it did ([`SwarmEvent::Close`]): the driver
+    /// ends the connection once it has sent what is queued.
+    pub fn close_reason(&self, key: PeerKey) -> Option<CloseReason> {
+        self.peers.get(&key)?.closed
+    }
+
     /// A new connection, outgoing or incoming: its session queues our handshake and bitfield.
     pub fn add_peer(&mut self, now: Duration) -> PeerKey {
         let key = PeerKey(self.next_key);
@@ -345,7 +351,7 @@ impl Swarm {
             Peer {
                 session,
                 ready: false,
-                closed: false,
+                closed: None,
                 woken: false,
             },
         );
@@ -408,7 +414,7 @@ impl Swarm {
         let sessions = self
             .peers
             .values()
-            .filter(|p| !p.closed)
+            .filter(|p| p.closed.is_none())
             .map(|p| p.session.poll_timeout());
         sessions.chain(self.scheduler.poll_timeout()).min()
     }
@@ -416,7 +422,7 @@ impl Swarm {
     // --- Internals ---
 
     fn open_peer(&mut self, key: PeerKey) -> Option<&mut Peer> {
-        self.peers.get_mut(&key).filter(|p| !p.closed)
+        self.peers.get_mut(&key).filter(|p| p.closed.is_none())
     }
 
     /// Acts on what connection `key`'s session learned.
@@ -425,7 +431,10 @@ impl Swarm {
             match event {
                 SessionEvent::Ready { peer_id, bitfield } => {
                     let duplicate = self.peers.iter().any(|(&k, p)| {
-                        k != key && p.ready && !p.closed && p.session.peer_id() == Some(peer_id)
+                        k != key
+                            && p.ready
+                            && p.closed.is_none()
+                            && p.session.peer_id() == Some(peer_id)
                     });
                     if duplicate {
                         self.close(key, CloseReason::Duplicate);
@@ -508,7 +517,11 @@ impl Swarm {
         if !self.config.downloading || self.verifying >= self.config.max_pieces_verifying {
             return;
         }
-        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.ready && !p.closed) else {
+        let Some(peer) = self
+            .peers
+            .get_mut(&key)
+            .filter(|p| p.ready && p.closed.is_none())
+        else {
             return;
         };
         while peer.session.can_request() {
@@ -527,7 +540,11 @@ impl Swarm {
     /// Says Interested or Not interested to `key` as the scheduler's view of it changed.
     fn update_interest(&mut self, key: PeerKey) {
         let interested = self.config.downloading && self.scheduler.is_interesting(key);
-        let Some(peer) = self.peers.get_mut(&key).filter(|p| p.ready && !p.closed) else {
+        let Some(peer) = self
+            .peers
+            .get_mut(&key)
+            .filter(|p| p.ready && p.closed.is_none())
+        else {
             return;
         };
         if peer.session.is_interested() != interested {
@@ -555,7 +572,7 @@ impl Swarm {
         let Some(peer) = self.open_peer(key) else {
             return;
         };
-        peer.closed = true;
+        peer.closed = Some(reason);
         if peer.ready {
             self.forget(key);
         }
@@ -583,7 +600,7 @@ impl Swarm {
 
     fn wake_all(&mut self) {
         for (&key, peer) in &mut self.peers {
-            if !peer.woken && !peer.closed {
+            if !peer.woken && peer.closed.is_none() {
                 peer.woken = true;
                 self.wakeups.push_back(key);
             }
