@@ -10,8 +10,10 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Debian packages the project uses: `time` and `openssl`/`coreutils` for the hashing benchmark,
 # python3 for the wasm import check, pkg-config and a C compiler for -sys crates, Chromium and
-# its WebDriver for the browser tests.
-packages=(time openssl coreutils python3 ca-certificates gcc pkg-config chromium chromium-driver)
+# its WebDriver for the browser tests; iproute2 and nftables for the tests that make hosts out of
+# network namespaces, and NSS's certutil so that a test's Chromium trusts the test's own CA.
+packages=(time openssl coreutils python3 ca-certificates gcc pkg-config chromium chromium-driver
+  iproute2 nftables libnss3-tools)
 
 source scripts/apt.sh
 
