@@ -5,6 +5,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::launcher::Launcher;
+
 /// A temporary directory that tests write their inputs into and run commands in.
 #[derive(Debug)]
 pub struct Dir {
@@ -56,12 +58,16 @@ impl Dir {
 
     /// A command running binary `bin` of the workspace in this directory.
     pub fn command(&self, bin: &str) -> TestCommand {
-        let mut cmd = Command::new(crate::bin_path(bin));
+        // Peers under test listen on loopback, on ports the system picks.
+        self.command_with(&Launcher::local(), bin)
+    }
+
+    /// [`Dir::command`] through `launcher`.
+    pub fn command_with(&self, launcher: &Launcher, bin: &str) -> TestCommand {
+        let mut cmd = launcher.command(crate::bin_path(bin));
         cmd.current_dir(self.path());
-        // Peers under test listen on loopback, on ports the system picks, and read no settings
-        // of the machine's user.
-        cmd.env("MTORRENT_LISTEN", crate::TEST_LISTEN)
-            .env("XDG_CONFIG_HOME", self.path().join(".config"))
+        // Commands under test read no settings of the machine's user.
+        cmd.env("XDG_CONFIG_HOME", self.path().join(".config"))
             .env_remove("MTORRENT_TRACKERS");
         TestCommand { cmd }
     }

@@ -36,6 +36,7 @@ pub const TEST_LISTEN: &str = "127.0.0.1:0";
 pub mod bad_peer;
 pub mod browser;
 pub mod command;
+pub mod launcher;
 pub mod process;
 pub mod swarm;
 pub mod tracker_client;
@@ -63,7 +64,12 @@ pub fn www_dir() -> PathBuf {
 
 /// A plain HTTP GET of `path` from `addr`: the status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    http_get_over(TcpStream::connect(addr).unwrap(), addr, path)
+}
+
+/// A plain HTTP GET of `path` from `addr` over `stream`, a connection already open to it (made
+/// inside a network namespace, say): the status and the body.
+pub fn http_get_over(mut stream: TcpStream, addr: SocketAddr, path: &str) -> (u16, String) {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -89,9 +95,19 @@ pub fn wait_for_tracker_stats(
     what: &str,
     check: impl Fn(&serde_json::Value) -> bool,
 ) {
+    wait_for_stats(|| tracker_stats(addr), what, check);
+}
+
+/// Waits until the stats that `fetch` reads satisfy `check`, for at most 30 s; `what` says what
+/// was awaited when it never comes.
+pub fn wait_for_stats(
+    fetch: impl Fn() -> serde_json::Value,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let stats = tracker_stats(addr);
+        let stats = fetch();
         if check(&stats) {
             return;
         }
@@ -105,7 +121,11 @@ pub fn wait_for_tracker_stats(
 
 /// A tracker's `/stats`, parsed.
 pub fn tracker_stats(addr: SocketAddr) -> serde_json::Value {
-    let (status, body) = http_get(addr, "/stats");
+    parse_stats(http_get(addr, "/stats"))
+}
+
+/// The `/stats` response `(status, body)`, parsed.
+pub fn parse_stats((status, body): (u16, String)) -> serde_json::Value {
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad /stats {body:?}: {e}"))
 }

@@ -1,14 +1,17 @@
 //! Long-running processes under test: started with their output captured, asked for the
 //! address they print once listening, killed (also with SIGKILL) and restarted on the same
-//! address. Dropping a [`Process`] kills it, so no test leaves one behind.
+//! address. Dropping a [`Process`] kills it, so no test leaves one behind. A process starts
+//! directly on this machine, or through a [`Launcher`] (inside a network namespace, say).
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use crate::launcher::Launcher;
 
 /// How long a process may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -16,6 +19,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// A running process of one of the workspace's binaries.
 #[derive(Debug)]
 pub struct Process {
+    launcher: Launcher,
     bin: PathBuf,
     args: Vec<OsString>,
     log: PathBuf,
@@ -31,10 +35,20 @@ impl Process {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        Self::start_with(&Launcher::local(), bin, args, log)
+    }
+
+    /// [`Process::start`] through `launcher`.
+    pub fn start_with<I, S>(launcher: &Launcher, bin: &str, args: I, log: &Path) -> Process
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let bin = crate::bin_path(bin);
-        let (child, addr) = spawn(&bin, &args, log);
+        let (child, addr) = spawn(launcher, &bin, &args, log);
         Process {
+            launcher: launcher.clone(),
             bin,
             args,
             log: log.to_owned(),
@@ -75,7 +89,7 @@ impl Process {
         }
         // The old socket may linger briefly; retry until the port is free again.
         for attempt in 0.. {
-            match try_spawn(&self.bin, &args, &self.log) {
+            match try_spawn(&self.launcher, &self.bin, &args, &self.log) {
                 Ok((child, addr)) => {
                     self.child = Some(child);
                     self.addr = addr;
@@ -102,19 +116,25 @@ impl Drop for Process {
     }
 }
 
-fn spawn(bin: &Path, args: &[OsString], log: &Path) -> (Child, SocketAddr) {
-    try_spawn(bin, args, log).unwrap_or_else(|e| panic!("{} {args:?}: {e}", bin.display()))
+fn spawn(launcher: &Launcher, bin: &Path, args: &[OsString], log: &Path) -> (Child, SocketAddr) {
+    try_spawn(launcher, bin, args, log)
+        .unwrap_or_else(|e| panic!("{} {args:?}: {e}", bin.display()))
 }
 
-fn try_spawn(bin: &Path, args: &[OsString], log: &Path) -> Result<(Child, SocketAddr), String> {
+fn try_spawn(
+    launcher: &Launcher,
+    bin: &Path,
+    args: &[OsString],
+    log: &Path,
+) -> Result<(Child, SocketAddr), String> {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-    let mut child = Command::new(bin)
+    let mut child = launcher
+        .command(bin)
         .args(args)
-        .env("MTORRENT_LISTEN", crate::TEST_LISTEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

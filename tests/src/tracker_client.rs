@@ -35,6 +35,17 @@ impl TrackerClient {
         Self { socket }
     }
 
+    /// Connects to `ws://.../ws` over `stream`, a TCP connection already open to the tracker
+    /// (made inside a network namespace, say).
+    pub async fn connect_over(url: &str, stream: std::net::TcpStream) -> Self {
+        stream.set_nonblocking(true).expect("a non-blocking socket");
+        let stream = TcpStream::from_std(stream).expect("a socket for the runtime");
+        let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        Self { socket }
+    }
+
     /// Sends a message.
     pub async fn send(&mut self, message: &ToTracker) {
         self.send_raw(Message::Text(message.encode().into())).await;
