@@ -37,6 +37,7 @@ pub mod bad_peer;
 pub mod browser;
 pub mod command;
 pub mod launcher;
+pub mod netns;
 pub mod process;
 pub mod swarm;
 pub mod tracker_client;
