@@ -15,6 +15,7 @@
 //! Making namespaces takes root. Where it is not allowed, [`Network::new`] says so and returns
 //! `None`, and the test skips.
 
+mod browser;
 mod socket;
 mod tool;
 
@@ -24,6 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
+pub use browser::HostBrowser;
 pub use socket::Forwarder;
 
 use crate::command::{Dir, TestCommand};
