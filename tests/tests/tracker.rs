@@ -501,3 +501,57 @@ async fn only_the_twin_with_the_secret_may_replicate() {
         .await;
     assert!(peer_ids(&reply).is_empty(), "no injected peer: {reply:?}");
 }
+
+/// Asks `url`, as peer `asker`, for the addresses of the other peers in `info_hash`'s swarm.
+async fn peer_urls(url: &str, info_hash: InfoHash, asker: u8) -> Vec<String> {
+    let mut client = TrackerClient::connect(url).await;
+    match client
+        .request(&announce(info_hash, asker, AnnounceEvent::Started))
+        .await
+    {
+        FromTracker::Peers { peers, .. } => peers
+            .into_iter()
+            .map(|peer| match peer.address {
+                PeerAddress::Native { url } => url,
+                other => panic!("expected a native address, got {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected peers, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_a_trusted_proxy_may_say_where_a_peer_is() {
+    let dir = Dir::new();
+    let proxied = tracker(&dir, "proxied", &["--trusted-proxy", "127.0.0.1"]);
+    let direct = tracker(&dir, "direct", &[]);
+    let hash = InfoHash([7; 20]);
+    let listening = |peer: u8| {
+        ToTracker::Announce(Announce {
+            address: PeerAddress::Listening {
+                port: 7003,
+                tls: false,
+            },
+            ..match announce(hash, peer, AnnounceEvent::Started) {
+                ToTracker::Announce(a) => a,
+                _ => unreachable!(),
+            }
+        })
+    };
+    // Behind the trusted proxy, the peer is where the proxy says its client was: the last
+    // entry, which the proxy appended, not the one the client wrote itself.
+    let forwarded = [("X-Forwarded-For", "203.0.113.66, 192.0.2.10")];
+    let mut behind_proxy = TrackerClient::connect_with_headers(&proxied.ws_url(), &forwarded).await;
+    behind_proxy.request(&listening(1)).await;
+    assert_eq!(
+        peer_urls(&proxied.ws_url(), hash, 9).await,
+        ["ws://192.0.2.10:7003/"]
+    );
+    // A tracker that trusts no proxy ignores the header: the peer is where it connected from.
+    let mut forger = TrackerClient::connect_with_headers(&direct.ws_url(), &forwarded).await;
+    forger.request(&listening(1)).await;
+    assert_eq!(
+        peer_urls(&direct.ws_url(), hash, 9).await,
+        ["ws://127.0.0.1:7003/"]
+    );
+}

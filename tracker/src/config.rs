@@ -1,6 +1,6 @@
 //! The tracker's configuration: flags, each also settable by an environment variable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,6 +80,17 @@ pub struct Config {
     /// Refused messages (malformed, over the rate, not allowed) before a connection is closed.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_STRIKES", default_value_t = 10)]
     pub max_strikes: u32,
+    /// A reverse proxy in front of the tracker (repeat for several, or comma-separate in the
+    /// environment). A connection from one of these addresses is taken to come from the last
+    /// address in its `X-Forwarded-For` header, the client the proxy saw, so that peers'
+    /// announces are completed with their own addresses rather than the proxy's.
+    #[arg(
+        long = "trusted-proxy",
+        env = "MTORRENT_TRACKER_TRUSTED_PROXIES",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 mod catalog;
+mod client_address;
 mod config;
 mod connection;
 mod registry;
