@@ -114,7 +114,7 @@ impl Tracker {
         let mut inner = self.lock();
         inner.outboxes.remove(&conn);
         if inner.twin.as_ref().is_some_and(|t| t.connection == conn) {
-            inner.twin = None;
+            inner.set_twin(None);
         }
         let mut sync = Vec::new();
         inner.registry.handle_connection_closed(conn, &mut sync);
@@ -258,10 +258,10 @@ impl Tracker {
                 return false;
             }
         }
-        inner.twin = Some(TwinLink {
+        inner.set_twin(Some(TwinLink {
             connection: conn,
             outbox,
-        });
+        }));
         true
     }
 
@@ -302,6 +302,12 @@ impl Tracker {
 }
 
 impl Inner {
+    /// Makes `link` the twin link (or none), and tells the registry whether the twins are linked.
+    fn set_twin(&mut self, link: Option<TwinLink>) {
+        self.registry.set_twin_linked(link.is_some());
+        self.twin = link;
+    }
+
     fn add_file(
         &mut self,
         document: &str,
@@ -408,7 +414,7 @@ impl Inner {
                 // Dropping the link's last sender ends its writer, which closes the socket; the
                 // link is then rebuilt with a full-state exchange.
                 tracing::warn!("twin link overloaded or closed; it will resynchronise");
-                self.twin = None;
+                self.set_twin(None);
                 return;
             }
         }
