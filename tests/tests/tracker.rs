@@ -279,6 +279,48 @@ async fn a_peer_id_cannot_be_hijacked() {
 }
 
 #[tokio::test]
+async fn a_peer_id_cannot_be_hijacked_at_the_twin() {
+    let dir = Dir::new();
+    let t1 = tracker(&dir, "t1", &[]);
+    let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let hash = InfoHash([6; 20]);
+    let mut owner = TrackerClient::connect(&t1.ws_url()).await;
+    owner
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    wait_for_peer(&t2.ws_url(), hash, 9, 1, true).await;
+    // At the other tracker, nobody may stop, leave or re-announce for the peer connected here.
+    let mut thief = TrackerClient::connect(&t2.ws_url()).await;
+    let mut elsewhere = announce(hash, 1, AnnounceEvent::Started);
+    if let ToTracker::Announce(a) = &mut elsewhere {
+        a.address = PeerAddress::Native {
+            url: "ws://127.0.0.1:9/elsewhere".into(),
+        };
+    }
+    for message in [
+        announce(hash, 1, AnnounceEvent::Stopped),
+        ToTracker::Leave {
+            info_hash: hash,
+            peer_id: PeerId([1; 20]),
+        },
+        elsewhere,
+    ] {
+        match thief.request(&message).await {
+            FromTracker::Error { code, .. } => assert_eq!(code, ErrorCode::PeerIdTaken),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // Both trackers still list the owner, at its own address.
+    for (url, asker) in [(t1.ws_url(), 9), (t2.ws_url(), 8)] {
+        assert_eq!(
+            peer_urls(&url, hash, asker).await,
+            ["ws://127.0.0.1:20001/peer"],
+            "at {url}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn malformed_messages_get_errors_and_repeated_abuse_closes_the_connection() {
     let dir = Dir::new();
     let t = tracker(&dir, "t1", &["--max-strikes", "3"]);
