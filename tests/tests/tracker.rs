@@ -457,6 +457,26 @@ async fn signals_reach_a_browser_peer_on_this_tracker_or_its_twin() {
             ..
         }
     ));
+    // Only browsers are signalled: a native peer is never made to dial anyone.
+    let mut other_native = TrackerClient::connect(&t1.ws_url()).await;
+    other_native
+        .request(&announce(hash, 4, AnnounceEvent::Started))
+        .await;
+    let to_native = ToTracker::Signal {
+        info_hash: hash,
+        from: PeerId([3; 20]),
+        to: PeerId([4; 20]),
+        dial: String::new(),
+    };
+    assert!(matches!(
+        native.request(&to_native).await,
+        FromTracker::Error {
+            code: ErrorCode::BadAddress,
+            ..
+        }
+    ));
+    let heard = tokio::time::timeout(Duration::from_secs(1), other_native.recv()).await;
+    assert!(heard.is_err(), "the native peer got {heard:?}");
 }
 
 #[tokio::test]

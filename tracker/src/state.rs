@@ -365,6 +365,18 @@ impl Inner {
                 ))
             }
         };
+        // Only a browser is ever asked to dial: a native peer dials by itself, and a signal to
+        // one would only make it open a connection nobody needs.
+        if self
+            .registry
+            .address(info_hash, to)
+            .is_some_and(|address| *address != PeerAddress::Browser)
+        {
+            return Err((
+                ErrorCode::BadAddress,
+                format!("peer {to} is not a browser: it needs no signal to be dialled"),
+            ));
+        }
         match self.registry.owner(info_hash, to) {
             Some(Owner::Local(target)) => {
                 self.deliver(
