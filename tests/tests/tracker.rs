@@ -617,3 +617,58 @@ async fn only_a_trusted_proxy_may_say_where_a_peer_is() {
         ["ws://127.0.0.1:7003/"]
     );
 }
+
+#[tokio::test]
+async fn only_an_exact_document_from_an_accepted_seeder_is_stored() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let meta = sample_metainfo("exact.bin");
+    let hash = meta.info_hash();
+    let with_document = |peer: u8, document: String, left: u64, url: &str| {
+        let ToTracker::Announce(mut a) = announce(hash, peer, AnnounceEvent::Started) else {
+            unreachable!()
+        };
+        a.metainfo = Some(document);
+        a.left = left;
+        a.address = PeerAddress::Native { url: url.into() };
+        ToTracker::Announce(a)
+    };
+    let good_url = "ws://127.0.0.1:20001/peer";
+    // Padded with a field the format does not define; from a peer whose announce is refused;
+    // from a peer that does not have the file: each refused, and nothing stored.
+    let padded = meta.to_json().replacen(
+        '{',
+        &format!(r#"{{"padding": "{}","#, "x".repeat(100_000)),
+        1,
+    );
+    let refused = [
+        with_document(1, padded, 0, good_url),
+        with_document(2, meta.to_json(), 0, "http://127.0.0.1:1/"),
+        with_document(3, meta.to_json(), 1, good_url),
+    ];
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    for message in &refused {
+        let reply = client.request(message).await;
+        assert!(
+            matches!(reply, FromTracker::Error { .. }),
+            "expected a refusal, got {reply:?}"
+        );
+    }
+    assert!(list_files(&t.ws_url()).await.is_empty());
+    let stored = std::fs::read_dir(dir.join("t1").join("catalog"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0, "nothing on disk");
+    // A seeder's announce with the exact document is stored, in canonical form, even when
+    // it was sent with other spacing.
+    let spaced = meta.to_json().replace('\n', "\n\n  ");
+    let reply = client.request(&with_document(4, spaced, 0, good_url)).await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
+    match client
+        .request(&ToTracker::GetMetainfo { info_hash: hash })
+        .await
+    {
+        FromTracker::Metainfo { metainfo, .. } => assert_eq!(metainfo, meta.to_json()),
+        other => panic!("expected the document, got {other:?}"),
+    }
+}

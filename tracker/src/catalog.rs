@@ -84,9 +84,11 @@ impl Catalog {
     }
 
     /// Validates and adds a document; returns whether it is new. `expected` is the info hash
-    /// it was announced under, if any.
+    /// it was announced under, if any. Only an exact document is accepted (no field the format
+    /// does not define), and what is kept is its canonical form, not the bytes received: no
+    /// padding, spacing or other data rides along into the catalog, its disk or the twin.
     pub fn add(&mut self, document: &str, expected: Option<InfoHash>) -> Result<bool, AddError> {
-        let meta = Metainfo::from_json(document.as_bytes())?;
+        let meta = Metainfo::from_json_exact(document.as_bytes())?;
         if let Some(expected) = expected.filter(|e| *e != meta.info_hash()) {
             return Err(AddError::WrongInfoHash {
                 expected,
@@ -96,10 +98,11 @@ impl Catalog {
         if self.files.contains_key(&meta.info_hash()) {
             return Ok(false);
         }
+        let document = meta.to_json();
         if let Some(dir) = &self.dir {
-            store(dir, meta.info_hash(), document).map_err(AddError::Storage)?;
+            store(dir, meta.info_hash(), &document).map_err(AddError::Storage)?;
         }
-        self.insert(&meta, document.to_owned());
+        self.insert(&meta, document);
         Ok(true)
     }
 

@@ -132,29 +132,10 @@ impl Registry {
         rng: &mut impl Rng,
         sync: &mut Vec<ToTracker>,
     ) -> Result<FromTracker, (ErrorCode, String)> {
-        if !announce.address.is_valid() {
-            return Err((
-                ErrorCode::BadAddress,
-                "the peer address is not a ws:// URL".into(),
-            ));
-        }
-        self.check_binding(conn, announce.peer_id)?;
+        self.check_announce(conn, announce)?;
         if announce.event == AnnounceEvent::Stopped {
             self.remove_local(conn, announce.info_hash, announce.peer_id, sync);
             return Ok(self.peers_reply(announce, rng));
-        }
-        let key = (announce.info_hash, announce.peer_id);
-        let in_swarms = self.connection_swarms.get(&conn);
-        if !in_swarms.is_some_and(|swarms| swarms.contains(&key))
-            && in_swarms.map_or(0, HashSet::len) >= self.limits.max_swarms_per_connection
-        {
-            return Err((
-                ErrorCode::TooManySwarms,
-                format!(
-                    "one connection may be in at most {} swarms",
-                    self.limits.max_swarms_per_connection
-                ),
-            ));
         }
         let record = PeerRecord {
             address: announce.address.clone(),
@@ -172,6 +153,38 @@ impl Registry {
         }));
         self.insert(announce.info_hash, announce.peer_id, record);
         Ok(self.peers_reply(announce, rng))
+    }
+
+    /// Whether [`Registry::handle_announce`] would accept `announce` from `conn`, and if not,
+    /// why; it changes nothing, so what comes with an announce (its `.mtorrent`) can be checked
+    /// against it before anything is stored.
+    pub fn check_announce(
+        &self,
+        conn: ConnectionId,
+        announce: &Announce,
+    ) -> Result<(), (ErrorCode, String)> {
+        if !announce.address.is_valid() {
+            return Err((
+                ErrorCode::BadAddress,
+                "the peer address is not a ws:// URL".into(),
+            ));
+        }
+        self.check_binding(conn, announce.peer_id)?;
+        let key = (announce.info_hash, announce.peer_id);
+        let in_swarms = self.connection_swarms.get(&conn);
+        if announce.event != AnnounceEvent::Stopped
+            && !in_swarms.is_some_and(|swarms| swarms.contains(&key))
+            && in_swarms.map_or(0, HashSet::len) >= self.limits.max_swarms_per_connection
+        {
+            return Err((
+                ErrorCode::TooManySwarms,
+                format!(
+                    "one connection may be in at most {} swarms",
+                    self.limits.max_swarms_per_connection
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Handles a leave from local connection `conn`.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mtorrent_shared::tracker::{ErrorCode, FromTracker, PeerAddress, ToTracker};
+use mtorrent_shared::tracker::{AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker};
 use tokio::sync::mpsc;
 
 use crate::catalog::{AddError, Catalog};
@@ -137,10 +137,24 @@ impl Tracker {
             ToTracker::Announce(mut announce) => {
                 // A peer that gave only its port is where its announce came from.
                 announce.address = announce.address.resolve(source);
-                let registered = match &announce.metainfo {
-                    Some(document) => inner.add_file(document, Some(announce.info_hash), &mut sync),
-                    None => Ok(()),
-                };
+                // Nothing is stored for an announce that would be refused, and a `.mtorrent`
+                // comes only with a peer that joins the swarm as a seeder: a document is kept
+                // because somebody serves its file.
+                let registered = inner
+                    .registry
+                    .check_announce(conn, &announce)
+                    .and_then(|()| match &announce.metainfo {
+                        Some(_) if announce.event == AnnounceEvent::Stopped || announce.left != 0 => {
+                            Err((
+                                ErrorCode::BadMetainfo,
+                                "a .mtorrent comes with the announce of a peer that has the whole file".into(),
+                            ))
+                        }
+                        Some(document) => {
+                            inner.add_file(document, Some(announce.info_hash), &mut sync)
+                        }
+                        None => Ok(()),
+                    });
                 registered.and_then(|()| {
                     inner.registry.handle_announce(
                         conn,
