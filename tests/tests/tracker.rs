@@ -672,3 +672,101 @@ async fn only_an_exact_document_from_an_accepted_seeder_is_stored() {
         other => panic!("expected the document, got {other:?}"),
     }
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_and_pins_no_memory() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    // The .mtorrent of an 8 GiB file: 16,384 piece hashes, a 650 KiB reply each time.
+    let pieces = 16_384u32;
+    let hashes = (0..pieces)
+        .map(|i| mtorrent_shared::PieceHash(sha1_of(&i.to_le_bytes())))
+        .collect();
+    let meta = Metainfo::new(
+        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
+        "big.bin".into(),
+        u64::from(pieces) * 512 * 1024,
+        hashes,
+    )
+    .unwrap();
+    let hash = meta.info_hash();
+    let mut seeder = TrackerClient::connect(&t.ws_url()).await;
+    let ToTracker::Announce(mut register) = announce(hash, 1, AnnounceEvent::Started) else {
+        unreachable!()
+    };
+    register.metainfo = Some(meta.to_json());
+    assert!(matches!(
+        seeder.request(&ToTracker::Announce(register)).await,
+        FromTracker::Peers { .. }
+    ));
+    let before = rss_bytes(t.id());
+
+    // A client with a tiny receive buffer asks for the document 400 times (260 MiB of
+    // replies) and reads none of them.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(t.addr()).await.unwrap();
+    let (mut greedy, _) = tokio_tungstenite::client_async(t.ws_url(), stream)
+        .await
+        .unwrap();
+    let ask = ToTracker::GetMetainfo { info_hash: hash }.encode();
+    for _ in 0..400 {
+        use futures::SinkExt;
+        if greedy
+            .send(Message::Text(ask.clone().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Meanwhile an honest client is served at once.
+    let mut honest = TrackerClient::connect(&t.ws_url()).await;
+    let started = Instant::now();
+    let reply = honest
+        .request(&announce(hash, 2, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(honest);
+    drop(seeder);
+
+    // The greedy client is dropped as a slow reader, and its replies did not pile up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_bytes(t.id()));
+        let stats = mtorrent_e2e::tracker_stats(t.addr());
+        if stats["connections"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads is still connected: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 32 << 20,
+        "the tracker grew by {} MiB for one client that never reads",
+        growth >> 20
+    );
+    drop(greedy);
+}
+
+fn sha1_of(bytes: &[u8]) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(bytes).into()
+}

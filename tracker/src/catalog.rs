@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mtorrent_shared::tracker::FileInfo;
+use mtorrent_shared::tracker::{FileInfo, FromTracker};
 use mtorrent_shared::{InfoHash, Metainfo};
 
 /// The catalog, in memory and (unless it is ephemeral) on disk.
@@ -27,6 +27,9 @@ struct Entry {
     name: String,
     size: u64,
     document: String,
+    /// The `metainfo` reply carrying `document`, encoded the first time it is asked for and
+    /// then shared by every connection it is queued for.
+    reply: std::sync::OnceLock<std::sync::Arc<str>>,
 }
 
 /// Why a document was not added.
@@ -113,13 +116,29 @@ impl Catalog {
                 name: meta.name().to_owned(),
                 size: meta.size(),
                 document,
+                reply: std::sync::OnceLock::new(),
             },
         );
     }
 
     /// One document.
+    #[cfg(test)]
     pub fn get(&self, info_hash: InfoHash) -> Option<&str> {
         self.files.get(&info_hash).map(|e| e.document.as_str())
+    }
+
+    /// The encoded `metainfo` reply for one document, shared rather than copied per request.
+    pub fn metainfo_reply(&self, info_hash: InfoHash) -> Option<std::sync::Arc<str>> {
+        let entry = self.files.get(&info_hash)?;
+        let reply = entry.reply.get_or_init(|| {
+            FromTracker::Metainfo {
+                info_hash,
+                metainfo: entry.document.clone(),
+            }
+            .encode()
+            .into()
+        });
+        Some(reply.clone())
     }
 
     /// Every file, with swarm counts from `counts`.

@@ -63,6 +63,15 @@ pub struct Config {
     /// Largest message accepted, in bytes.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_MESSAGE_BYTES", default_value_t = mtorrent_shared::tracker::MAX_TRACKER_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// Bytes of replies queued for one connection that it has not read yet; a connection
+    /// that leaves them unread for 10 s is dropped, and meanwhile nothing more is read from it.
+    /// A single larger reply (a big `.mtorrent`) is still sent, alone.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_QUEUED_BYTES",
+        default_value_t = 1 << 20
+    )]
+    pub max_queued_bytes: usize,
     /// Most swarms one connection may announce in. A peer node announces every file it
     /// shares over one connection, so this bounds the library of one node.
     #[arg(

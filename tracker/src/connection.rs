@@ -13,32 +13,40 @@ use futures::{SinkExt, StreamExt};
 use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
 use tokio::sync::mpsc;
 
+use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
-use crate::state::{Tracker, Verdict, OUTBOX_CAPACITY, TWIN_OUTBOX_CAPACITY};
+use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
+
+/// How long a peer may leave its queued replies unread before it is dropped as a slow reader.
+const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one accepted WebSocket, from `source`, until it closes.
 pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
     tracker.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
+    let (outbox, mut outgoing) = Outbox::new(tracker.config.max_queued_bytes);
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
     let (twin_sender, mut twin_outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
     let conn = tracker.open_connection(outbox.clone());
     let writer = tokio::spawn(async move {
         loop {
-            let text = tokio::select! {
+            let sent = tokio::select! {
                 // Replies first, so everything queued is sent before a closed twin queue ends
                 // the loop.
                 biased;
-                Some(text) = outgoing.recv() => text,
+                Some(text) = outgoing.recv() => {
+                    let sent = sink.send(Message::Text(shared_text(&text))).await;
+                    outgoing.written(&text);
+                    sent
+                }
                 // `None` here means the twin link was installed and then dropped: close.
                 twin = twin_outgoing.recv() => match twin {
-                    Some(text) => text,
+                    Some(text) => sink.send(Message::Text(text.into())).await,
                     None => break,
                 },
                 else => break,
             };
-            if sink.send(Message::Text(text.into())).await.is_err() {
+            if sent.is_err() {
                 break;
             }
         }
@@ -69,7 +77,7 @@ async fn run_inner(
     conn: ConnectionId,
     source: IpAddr,
     mut stream: futures::stream::SplitStream<WebSocket>,
-    outbox: mpsc::Sender<String>,
+    outbox: Outbox,
     link: &mut TwinChannel,
 ) -> Result<(), String> {
     let mut limiter = RateLimiter::new(tracker.config.rate_limit, tracker.config.rate_burst);
@@ -146,10 +154,7 @@ async fn run_inner(
         let mut reply = None;
         let verdict = tracker.handle_peer_message(conn, source, message, &mut reply);
         if let Some(reply) = reply {
-            outbox
-                .send(reply.encode())
-                .await
-                .map_err(|_| "writer gone")?;
+            queue(&outbox, reply).await?;
         }
         if verdict == Verdict::Strike {
             strikes += 1;
@@ -171,18 +176,40 @@ fn become_twin_link(tracker: &Arc<Tracker>, conn: ConnectionId, link: &mut TwinC
     }
 }
 
+/// Queues a reply, waiting while the peer reads what is queued before; a peer that leaves it
+/// unread for [`SLOW_READER_TIMEOUT`] is dropped, and meanwhile nothing more is read from it.
+async fn queue(outbox: &Outbox, text: Text) -> Result<(), String> {
+    match tokio::time::timeout(SLOW_READER_TIMEOUT, outbox.send(text)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("writer gone".into()),
+        Err(_) => Err(format!(
+            "slow reader: {} bytes unread for {SLOW_READER_TIMEOUT:?}",
+            outbox.queued()
+        )),
+    }
+}
+
+/// The text as a WebSocket frame's payload, sharing its bytes rather than copying them.
+fn shared_text(text: &Text) -> axum::extract::ws::Utf8Bytes {
+    struct Shared(Text);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    axum::extract::ws::Utf8Bytes::try_from(bytes::Bytes::from_owner(Shared(text.clone())))
+        .expect("a str is UTF-8")
+}
+
 async fn strike(
-    outbox: &mpsc::Sender<String>,
+    outbox: &Outbox,
     strikes: &mut u32,
     tracker: &Tracker,
     code: ErrorCode,
     message: &str,
 ) -> Result<(), String> {
     *strikes += 1;
-    outbox
-        .send(FromTracker::error(code, message).encode())
-        .await
-        .map_err(|_| "writer gone")?;
+    queue(outbox, FromTracker::error(code, message).encode().into()).await?;
     check_strikes(*strikes, tracker)
 }
 

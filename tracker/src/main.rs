@@ -11,6 +11,7 @@ mod catalog;
 mod client_address;
 mod config;
 mod connection;
+mod outbox;
 mod registry;
 mod server;
 mod state;

@@ -11,13 +11,11 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{AddError, Catalog};
 use crate::config::Config;
+use crate::outbox::{Outbox, Text};
 use crate::registry::{ConnectionId, Owner, Registry, RegistryCounts};
 
-/// Where text for one connection goes; bounded, so a slow reader cannot grow memory.
-pub type Outbox = mpsc::Sender<String>;
-
-/// Capacity of each connection's outbox.
-pub const OUTBOX_CAPACITY: usize = 256;
+/// Where changes for the twin go.
+pub type TwinOutbox = mpsc::Sender<String>;
 
 /// Capacity of the twin link's outbox: changes queue here while the link is slow; when it is
 /// full the link is dropped and rebuilt with a full-state exchange.
@@ -52,7 +50,7 @@ struct Inner {
 #[derive(Debug)]
 struct TwinLink {
     connection: ConnectionId,
-    outbox: Outbox,
+    outbox: TwinOutbox,
 }
 
 /// What the socket task should do after a message.
@@ -121,14 +119,14 @@ impl Tracker {
         inner.send_to_twin(sync);
     }
 
-    /// Handles one message from a peer connection from `source`; the reply, if any, goes to
-    /// its outbox.
+    /// Handles one message from a peer connection from `source`; the reply, if any, is put in
+    /// `reply`, encoded, for the connection to queue.
     pub fn handle_peer_message(
         &self,
         conn: ConnectionId,
         source: std::net::IpAddr,
         message: ToTracker,
-        reply: &mut Option<FromTracker>,
+        reply: &mut Option<Text>,
     ) -> Verdict {
         let now = self.now();
         let mut inner = self.lock();
@@ -185,11 +183,12 @@ impl Tracker {
                 let files = inner.catalog.list(|h| inner.registry.swarm_counts(h));
                 Ok(FromTracker::Files { files })
             }
-            ToTracker::GetMetainfo { info_hash } => match inner.catalog.get(info_hash) {
-                Some(document) => Ok(FromTracker::Metainfo {
-                    info_hash,
-                    metainfo: document.to_owned(),
-                }),
+            ToTracker::GetMetainfo { info_hash } => match inner.catalog.metainfo_reply(info_hash) {
+                // Encoded once per file and shared by every connection that asks for it.
+                Some(encoded) => {
+                    *reply = Some(encoded);
+                    return Verdict::Ok;
+                }
                 None => Err((ErrorCode::UnknownFile, format!("no file {info_hash} here"))),
             },
             other => Err((
@@ -200,11 +199,11 @@ impl Tracker {
         inner.send_to_twin(sync);
         match result {
             Ok(message) => {
-                *reply = Some(message);
+                *reply = Some(message.encode().into());
                 Verdict::Ok
             }
             Err((code, text)) => {
-                *reply = Some(FromTracker::error(code, text));
+                *reply = Some(FromTracker::error(code, text).encode().into());
                 Verdict::Strike
             }
         }
@@ -257,7 +256,7 @@ impl Tracker {
     /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
     /// greeting and the full state on it, atomically: no change can slip between the snapshot
     /// and the link. Returns false if the outbox is already closed.
-    pub fn install_twin_link(&self, conn: ConnectionId, outbox: Outbox) -> bool {
+    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox) -> bool {
         let mut inner = self.lock();
         let hello = ToTracker::SyncHello {
             tracker_id: self.tracker_id.clone(),
@@ -427,7 +426,7 @@ impl Inner {
     fn deliver(&mut self, conn: ConnectionId, message: FromTracker) {
         if let Some(outbox) = self.outboxes.get(&conn) {
             // A full outbox means a stalled peer: dropping one signal is better than blocking.
-            let _ = outbox.try_send(message.encode());
+            let _ = outbox.try_send(message.encode().into());
         }
     }
 
