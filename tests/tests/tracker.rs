@@ -770,3 +770,53 @@ fn sha1_of(bytes: &[u8]) -> [u8; 20] {
     use sha1::{Digest, Sha1};
     Sha1::digest(bytes).into()
 }
+
+#[tokio::test]
+async fn the_catalog_is_bounded_per_address_and_in_all() {
+    let documents: Vec<Metainfo> = (1..=5)
+        .map(|i| sample_metainfo(&format!("quota-{i}.bin")))
+        .collect();
+    let one = documents[0].to_json().len();
+    let dir = Dir::new();
+    // The test's connections come through a "proxy" at 127.0.0.1, which names other addresses.
+    let t = tracker(
+        &dir,
+        "t1",
+        &[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--max-catalog-bytes-per-address",
+            &(2 * one + one / 2).to_string(),
+            "--max-catalog-bytes",
+            &(4 * one + one / 2).to_string(),
+        ],
+    );
+    let register = |peer: u8, meta: &Metainfo| {
+        let ToTracker::Announce(mut a) = announce(meta.info_hash(), peer, AnnounceEvent::Started)
+        else {
+            unreachable!()
+        };
+        a.metainfo = Some(meta.to_json());
+        ToTracker::Announce(a)
+    };
+    let mut stored = Vec::new();
+    for (address, peer, indices) in [("192.0.2.1", 1, [0, 1, 2]), ("192.0.2.2", 2, [2, 3, 4])] {
+        let mut client =
+            TrackerClient::connect_with_headers(&t.ws_url(), &[("X-Forwarded-For", address)]).await;
+        for index in indices {
+            if let FromTracker::Peers { .. } =
+                client.request(&register(peer, &documents[index])).await
+            {
+                stored.push(index);
+            }
+        }
+    }
+    // Two files from the first address, the third refused; the second address adds the third
+    // and the fourth, and the fifth finds the catalog full.
+    assert_eq!(stored, [0, 1, 2, 3]);
+    let mut listed = list_files(&t.ws_url()).await;
+    listed.sort();
+    let mut expected: Vec<InfoHash> = documents[..4].iter().map(Metainfo::info_hash).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}

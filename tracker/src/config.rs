@@ -72,6 +72,20 @@ pub struct Config {
         default_value_t = 1 << 20
     )]
     pub max_queued_bytes: usize,
+    /// Bytes of `.mtorrent` documents the catalog keeps in all (each kept in canonical form).
+    #[arg(long, env = "MTORRENT_TRACKER_MAX_CATALOG_BYTES", default_value_t = 1 << 30)]
+    pub max_catalog_bytes: usize,
+    /// Bytes of `.mtorrent` documents peers at one address may register (a 1 GiB file's
+    /// document is about 80 KiB).
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_CATALOG_BYTES_PER_ADDRESS",
+        default_value_t = 256 << 20
+    )]
+    pub max_catalog_bytes_per_address: usize,
+    /// Hours after which a file that no peer seeds is dropped from the catalog.
+    #[arg(long, env = "MTORRENT_TRACKER_UNSEEDED_FILE_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub unseeded_file_hours: u64,
     /// Most swarms one connection may announce in. A peer node announces every file it
     /// shares over one connection, so this bounds the library of one node.
     #[arg(
@@ -132,6 +146,15 @@ impl Config {
             "rate limits must be positive"
         );
         Ok(())
+    }
+
+    /// The catalog's limits.
+    pub fn catalog_limits(&self) -> crate::catalog::CatalogLimits {
+        crate::catalog::CatalogLimits {
+            max_bytes: self.max_catalog_bytes,
+            max_bytes_per_address: self.max_catalog_bytes_per_address,
+            unseeded_ttl: Duration::from_secs(self.unseeded_file_hours * 3600),
+        }
     }
 
     /// The registry's limits.

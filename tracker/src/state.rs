@@ -14,6 +14,9 @@ use crate::config::Config;
 use crate::outbox::{Outbox, Text};
 use crate::registry::{ConnectionId, Owner, Registry, RegistryCounts};
 
+/// How often the catalog is searched for files that nobody seeds any more.
+const CATALOG_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Where changes for the twin go.
 pub type TwinOutbox = mpsc::Sender<String>;
 
@@ -45,6 +48,8 @@ struct Inner {
     catalog: Catalog,
     outboxes: HashMap<ConnectionId, Outbox>,
     twin: Option<TwinLink>,
+    /// When files nobody seeds were last looked for.
+    last_catalog_sweep: Duration,
 }
 
 #[derive(Debug)]
@@ -66,6 +71,8 @@ impl Tracker {
     /// A tracker with the given configuration and catalog.
     pub fn new(config: Config, catalog: Catalog) -> Self {
         let registry = Registry::new(config.registry_limits());
+        let mut catalog = catalog;
+        catalog.set_limits(config.catalog_limits());
         Self {
             config,
             tracker_id: format!("{:016x}", rand::random::<u64>()),
@@ -75,6 +82,7 @@ impl Tracker {
                 catalog,
                 outboxes: HashMap::new(),
                 twin: None,
+                last_catalog_sweep: Duration::ZERO,
             }),
             next_connection: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -149,7 +157,7 @@ impl Tracker {
                             ))
                         }
                         Some(document) => {
-                            inner.add_file(document, Some(announce.info_hash), &mut sync)
+                            inner.add_file(document, Some(announce.info_hash), source, now, &mut sync)
                         }
                         None => Ok(()),
                     });
@@ -216,7 +224,7 @@ impl Tracker {
         match message {
             ToTracker::SyncState { peers, files } => {
                 for document in files {
-                    inner.add_twin_file(&document);
+                    inner.add_twin_file(&document, now);
                 }
                 inner.registry.replace_twin_state(peers, now);
             }
@@ -224,7 +232,7 @@ impl Tracker {
             ToTracker::SyncPeerRemoved { info_hash, peer_id } => {
                 inner.registry.apply_twin_removal(info_hash, peer_id);
             }
-            ToTracker::SyncFile { metainfo } => inner.add_twin_file(&metainfo),
+            ToTracker::SyncFile { metainfo } => inner.add_twin_file(&metainfo, now),
             ToTracker::SyncSignal {
                 info_hash,
                 from,
@@ -305,6 +313,13 @@ impl Tracker {
         let mut sync = Vec::new();
         inner.registry.expire(now, &mut sync);
         inner.send_to_twin(sync);
+        if now.saturating_sub(inner.last_catalog_sweep) >= CATALOG_SWEEP_INTERVAL {
+            inner.last_catalog_sweep = now;
+            let Inner {
+                catalog, registry, ..
+            } = &mut *inner;
+            catalog.expire(now, |info_hash| registry.swarm_counts(info_hash).0 > 0);
+        }
     }
 
     /// Totals for `/stats`: registry counts and the number of catalog files.
@@ -325,16 +340,18 @@ impl Inner {
         &mut self,
         document: &str,
         expected: Option<mtorrent_shared::InfoHash>,
+        source: std::net::IpAddr,
+        now: Duration,
         sync: &mut Vec<ToTracker>,
     ) -> Result<(), (ErrorCode, String)> {
-        match self.catalog.add(document, expected) {
-            Ok(true) => {
+        match self.catalog.add(document, expected, Some(source), now) {
+            Ok(Some(canonical)) => {
                 sync.push(ToTracker::SyncFile {
-                    metainfo: document.to_owned(),
+                    metainfo: canonical,
                 });
                 Ok(())
             }
-            Ok(false) => Ok(()),
+            Ok(None) => Ok(()),
             Err(e @ AddError::Storage(_)) => {
                 tracing::error!("{e}");
                 Err((
@@ -346,8 +363,8 @@ impl Inner {
         }
     }
 
-    fn add_twin_file(&mut self, document: &str) {
-        if let Err(e) = self.catalog.add(document, None) {
+    fn add_twin_file(&mut self, document: &str, now: Duration) {
+        if let Err(e) = self.catalog.add(document, None, None, now) {
             tracing::warn!("twin sent a file that was not stored: {e}");
         }
     }
