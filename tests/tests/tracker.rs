@@ -820,3 +820,28 @@ async fn the_catalog_is_bounded_per_address_and_in_all() {
     expected.sort();
     assert_eq!(listed, expected);
 }
+
+// Several threads: the quiet client's reader must run while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_and_a_quiet_one_that_answers_pings_is_kept() {
+    use futures::StreamExt;
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--idle-timeout", "3"]);
+    // The quiet client sends nothing, but reads, so it answers the tracker's pings.
+    let (quiet, _) = tokio_tungstenite::connect_async(t.ws_url()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut quiet = quiet;
+        while let Some(Ok(_)) = quiet.next().await {}
+    });
+    // The silent client neither sends nor reads.
+    let (silent, _) = tokio_tungstenite::connect_async(t.ws_url()).await.unwrap();
+    mtorrent_e2e::wait_for_tracker_stats(t.addr(), "two connections", |s| s["connections"] == 2);
+    mtorrent_e2e::wait_for_tracker_stats(t.addr(), "the silent one dropped", |s| {
+        s["connections"] == 1
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(mtorrent_e2e::tracker_stats(t.addr())["connections"], 1);
+    assert!(!reader.is_finished(), "the quiet client is still connected");
+    reader.abort();
+    drop(silent);
+}

@@ -86,6 +86,10 @@ pub struct Config {
     /// Hours after which a file that no peer seeds is dropped from the catalog.
     #[arg(long, env = "MTORRENT_TRACKER_UNSEEDED_FILE_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
     pub unseeded_file_hours: u64,
+    /// Seconds a WebSocket connection may stay silent: the tracker pings every third of it,
+    /// and drops a connection from which nothing, not even the answer, arrived for that long.
+    #[arg(long, env = "MTORRENT_TRACKER_IDLE_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub idle_timeout: u64,
     /// Most swarms one connection may announce in. A peer node announces every file it
     /// shares over one connection, so this bounds the library of one node.
     #[arg(

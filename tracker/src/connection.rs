@@ -28,7 +28,13 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
     let (twin_sender, mut twin_outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
     let conn = tracker.open_connection(outbox.clone());
+    let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
     let writer = tokio::spawn(async move {
+        // A ping every third of the idle timeout: a peer that reads answers it, so an idle
+        // but live connection always has something arriving.
+        let mut ping = tokio::time::interval(idle_timeout / 3);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
         loop {
             let sent = tokio::select! {
                 // Replies first, so everything queued is sent before a closed twin queue ends
@@ -44,7 +50,7 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
                     Some(text) => sink.send(Message::Text(text.into())).await,
                     None => break,
                 },
-                else => break,
+                _ = ping.tick() => sink.send(Message::Ping(bytes::Bytes::new())).await,
             };
             if sent.is_err() {
                 break;
@@ -83,7 +89,16 @@ async fn run_inner(
     let mut limiter = RateLimiter::new(tracker.config.rate_limit, tracker.config.rate_burst);
     let mut strikes = 0u32;
     let mut is_twin = false;
-    while let Some(frame) = stream.next().await {
+    let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
+    loop {
+        // Nothing at all (not even the answer to a ping) for the idle timeout: the peer is gone,
+        // or holds the connection without reading.
+        let Ok(frame) = tokio::time::timeout(idle_timeout, stream.next()).await else {
+            return Err(format!("silent for {idle_timeout:?}"));
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let text = match frame.map_err(|e| e.to_string())? {
             Message::Text(text) => text,
             Message::Binary(_) => {
