@@ -31,6 +31,9 @@ pub const MAX_METAINFO_BYTES: usize = 96 * 1024 * 1024;
 /// The longest file name accepted, in bytes (the usual filesystem limit).
 pub const MAX_NAME_BYTES: usize = 255;
 
+/// Every field a `.mtorrent` document may have.
+const DOCUMENT_FIELDS: [&str; 5] = ["trackers", "name", "size", "piece_size", "pieces"];
+
 /// Domain-separation prefix of the info hash's canonical encoding.
 const INFO_HASH_DOMAIN: &[u8] = b"mtorrent/1\n";
 
@@ -51,6 +54,10 @@ pub enum MetainfoError {
     /// A required field is absent.
     #[error("the .mtorrent has no `{0}` field")]
     MissingField(&'static str),
+    /// A field the format does not define, refused where only an exact document will do (a
+    /// tracker's catalog).
+    #[error("the .mtorrent has a field `{0}` that the format does not define")]
+    UnknownField(String),
     /// A field holds the wrong kind of JSON value.
     #[error("field `{field}` must be {expected}")]
     WrongType {
@@ -197,6 +204,24 @@ impl Metainfo {
         let lengths = validate_size(size)?;
         let pieces = parse_hash_string(hash_string, lengths)?;
         Self::new(trackers, name, size, pieces)
+    }
+
+    /// Parses a `.mtorrent` document like [`Metainfo::from_json`], and refuses any field the
+    /// format does not define: what a tracker keeps for others must be exactly a document, not
+    /// a carrier for other data.
+    pub fn from_json_exact(document: &[u8]) -> Result<Self, MetainfoError> {
+        let metainfo = Self::from_json(document)?;
+        let fields: Map<String, Value> =
+            serde_json::from_slice(document).map_err(|e| MetainfoError::Json(e.to_string()))?;
+        if let Some(unknown) = fields
+            .keys()
+            .find(|key| !DOCUMENT_FIELDS.contains(&key.as_str()))
+        {
+            return Err(MetainfoError::UnknownField(
+                unknown.chars().take(64).collect(),
+            ));
+        }
+        Ok(metainfo)
     }
 
     /// Writes the `.mtorrent` document (pretty-printed JSON with a trailing newline).
@@ -496,6 +521,26 @@ mod tests {
             }
             assert_eq!(four.finish(), one.finish(), "chunks of {chunk}");
         }
+    }
+
+    #[test]
+    fn an_exact_document_has_no_field_the_format_does_not_define() {
+        let meta = Metainfo::new(trackers(), "a.bin".into(), 3, vec![PieceHash([1; 20])]).unwrap();
+        let document = meta.to_json();
+        assert_eq!(
+            Metainfo::from_json_exact(document.as_bytes()).unwrap(),
+            meta
+        );
+        let padded = document.replacen('{', r#"{"padding": "xxxxxxxx","#, 1);
+        assert_eq!(
+            Metainfo::from_json(padded.as_bytes()).unwrap(),
+            meta,
+            "lenient parse"
+        );
+        assert_eq!(
+            Metainfo::from_json_exact(padded.as_bytes()),
+            Err(MetainfoError::UnknownField("padding".into()))
+        );
     }
 
     fn trackers() -> [String; 2] {

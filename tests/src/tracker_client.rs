@@ -46,6 +46,23 @@ impl TrackerClient {
         Self { socket }
     }
 
+    /// Connects to `ws://.../ws` with extra request headers, as a reverse proxy would send.
+    pub async fn connect_with_headers(url: &str, headers: &[(&str, &str)]) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().expect("a WebSocket URL");
+        for (name, value) in headers {
+            let name: tokio_tungstenite::tungstenite::http::HeaderName =
+                name.parse().expect("a valid header name");
+            request
+                .headers_mut()
+                .append(name, value.parse().expect("a valid header value"));
+        }
+        let (socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        Self { socket }
+    }
+
     /// Sends a message.
     pub async fn send(&mut self, message: &ToTracker) {
         self.send_raw(Message::Text(message.encode().into())).await;

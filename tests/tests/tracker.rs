@@ -279,6 +279,48 @@ async fn a_peer_id_cannot_be_hijacked() {
 }
 
 #[tokio::test]
+async fn a_peer_id_cannot_be_hijacked_at_the_twin() {
+    let dir = Dir::new();
+    let t1 = tracker(&dir, "t1", &[]);
+    let t2 = tracker(&dir, "t2", &["--twin", &t1.ws_url()]);
+    let hash = InfoHash([6; 20]);
+    let mut owner = TrackerClient::connect(&t1.ws_url()).await;
+    owner
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    wait_for_peer(&t2.ws_url(), hash, 9, 1, true).await;
+    // At the other tracker, nobody may stop, leave or re-announce for the peer connected here.
+    let mut thief = TrackerClient::connect(&t2.ws_url()).await;
+    let mut elsewhere = announce(hash, 1, AnnounceEvent::Started);
+    if let ToTracker::Announce(a) = &mut elsewhere {
+        a.address = PeerAddress::Native {
+            url: "ws://127.0.0.1:9/elsewhere".into(),
+        };
+    }
+    for message in [
+        announce(hash, 1, AnnounceEvent::Stopped),
+        ToTracker::Leave {
+            info_hash: hash,
+            peer_id: PeerId([1; 20]),
+        },
+        elsewhere,
+    ] {
+        match thief.request(&message).await {
+            FromTracker::Error { code, .. } => assert_eq!(code, ErrorCode::PeerIdTaken),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    // Both trackers still list the owner, at its own address.
+    for (url, asker) in [(t1.ws_url(), 9), (t2.ws_url(), 8)] {
+        assert_eq!(
+            peer_urls(&url, hash, asker).await,
+            ["ws://127.0.0.1:20001/peer"],
+            "at {url}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn malformed_messages_get_errors_and_repeated_abuse_closes_the_connection() {
     let dir = Dir::new();
     let t = tracker(&dir, "t1", &["--max-strikes", "3"]);
@@ -415,6 +457,26 @@ async fn signals_reach_a_browser_peer_on_this_tracker_or_its_twin() {
             ..
         }
     ));
+    // Only browsers are signalled: a native peer is never made to dial anyone.
+    let mut other_native = TrackerClient::connect(&t1.ws_url()).await;
+    other_native
+        .request(&announce(hash, 4, AnnounceEvent::Started))
+        .await;
+    let to_native = ToTracker::Signal {
+        info_hash: hash,
+        from: PeerId([3; 20]),
+        to: PeerId([4; 20]),
+        dial: String::new(),
+    };
+    assert!(matches!(
+        native.request(&to_native).await,
+        FromTracker::Error {
+            code: ErrorCode::BadAddress,
+            ..
+        }
+    ));
+    let heard = tokio::time::timeout(Duration::from_secs(1), other_native.recv()).await;
+    assert!(heard.is_err(), "the native peer got {heard:?}");
 }
 
 #[tokio::test]
@@ -500,4 +562,286 @@ async fn only_the_twin_with_the_secret_may_replicate() {
         .request(&announce(hash, 1, AnnounceEvent::Started))
         .await;
     assert!(peer_ids(&reply).is_empty(), "no injected peer: {reply:?}");
+}
+
+/// Asks `url`, as peer `asker`, for the addresses of the other peers in `info_hash`'s swarm.
+async fn peer_urls(url: &str, info_hash: InfoHash, asker: u8) -> Vec<String> {
+    let mut client = TrackerClient::connect(url).await;
+    match client
+        .request(&announce(info_hash, asker, AnnounceEvent::Started))
+        .await
+    {
+        FromTracker::Peers { peers, .. } => peers
+            .into_iter()
+            .map(|peer| match peer.address {
+                PeerAddress::Native { url } => url,
+                other => panic!("expected a native address, got {other:?}"),
+            })
+            .collect(),
+        other => panic!("expected peers, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn only_a_trusted_proxy_may_say_where_a_peer_is() {
+    let dir = Dir::new();
+    let proxied = tracker(&dir, "proxied", &["--trusted-proxy", "127.0.0.1"]);
+    let direct = tracker(&dir, "direct", &[]);
+    let hash = InfoHash([7; 20]);
+    let listening = |peer: u8| {
+        ToTracker::Announce(Announce {
+            address: PeerAddress::Listening {
+                port: 7003,
+                tls: false,
+            },
+            ..match announce(hash, peer, AnnounceEvent::Started) {
+                ToTracker::Announce(a) => a,
+                _ => unreachable!(),
+            }
+        })
+    };
+    // Behind the trusted proxy, the peer is where the proxy says its client was: the last
+    // entry, which the proxy appended, not the one the client wrote itself.
+    let forwarded = [("X-Forwarded-For", "203.0.113.66, 192.0.2.10")];
+    let mut behind_proxy = TrackerClient::connect_with_headers(&proxied.ws_url(), &forwarded).await;
+    behind_proxy.request(&listening(1)).await;
+    assert_eq!(
+        peer_urls(&proxied.ws_url(), hash, 9).await,
+        ["ws://192.0.2.10:7003/"]
+    );
+    // A tracker that trusts no proxy ignores the header: the peer is where it connected from.
+    let mut forger = TrackerClient::connect_with_headers(&direct.ws_url(), &forwarded).await;
+    forger.request(&listening(1)).await;
+    assert_eq!(
+        peer_urls(&direct.ws_url(), hash, 9).await,
+        ["ws://127.0.0.1:7003/"]
+    );
+}
+
+#[tokio::test]
+async fn only_an_exact_document_from_an_accepted_seeder_is_stored() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let meta = sample_metainfo("exact.bin");
+    let hash = meta.info_hash();
+    let with_document = |peer: u8, document: String, left: u64, url: &str| {
+        let ToTracker::Announce(mut a) = announce(hash, peer, AnnounceEvent::Started) else {
+            unreachable!()
+        };
+        a.metainfo = Some(document);
+        a.left = left;
+        a.address = PeerAddress::Native { url: url.into() };
+        ToTracker::Announce(a)
+    };
+    let good_url = "ws://127.0.0.1:20001/peer";
+    // Padded with a field the format does not define; from a peer whose announce is refused;
+    // from a peer that does not have the file: each refused, and nothing stored.
+    let padded = meta.to_json().replacen(
+        '{',
+        &format!(r#"{{"padding": "{}","#, "x".repeat(100_000)),
+        1,
+    );
+    let refused = [
+        with_document(1, padded, 0, good_url),
+        with_document(2, meta.to_json(), 0, "http://127.0.0.1:1/"),
+        with_document(3, meta.to_json(), 1, good_url),
+    ];
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    for message in &refused {
+        let reply = client.request(message).await;
+        assert!(
+            matches!(reply, FromTracker::Error { .. }),
+            "expected a refusal, got {reply:?}"
+        );
+    }
+    assert!(list_files(&t.ws_url()).await.is_empty());
+    let stored = std::fs::read_dir(dir.join("t1").join("catalog"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(stored, 0, "nothing on disk");
+    // A seeder's announce with the exact document is stored, in canonical form, even when
+    // it was sent with other spacing.
+    let spaced = meta.to_json().replace('\n', "\n\n  ");
+    let reply = client.request(&with_document(4, spaced, 0, good_url)).await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
+    match client
+        .request(&ToTracker::GetMetainfo { info_hash: hash })
+        .await
+    {
+        FromTracker::Metainfo { metainfo, .. } => assert_eq!(metainfo, meta.to_json()),
+        other => panic!("expected the document, got {other:?}"),
+    }
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("a live process");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib * 1024
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_and_pins_no_memory() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    // The .mtorrent of an 8 GiB file: 16,384 piece hashes, a 650 KiB reply each time.
+    let pieces = 16_384u32;
+    let hashes = (0..pieces)
+        .map(|i| mtorrent_shared::PieceHash(sha1_of(&i.to_le_bytes())))
+        .collect();
+    let meta = Metainfo::new(
+        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
+        "big.bin".into(),
+        u64::from(pieces) * 512 * 1024,
+        hashes,
+    )
+    .unwrap();
+    let hash = meta.info_hash();
+    let mut seeder = TrackerClient::connect(&t.ws_url()).await;
+    let ToTracker::Announce(mut register) = announce(hash, 1, AnnounceEvent::Started) else {
+        unreachable!()
+    };
+    register.metainfo = Some(meta.to_json());
+    assert!(matches!(
+        seeder.request(&ToTracker::Announce(register)).await,
+        FromTracker::Peers { .. }
+    ));
+    let before = rss_bytes(t.id());
+
+    // A client with a tiny receive buffer asks for the document 400 times (260 MiB of
+    // replies) and reads none of them.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(t.addr()).await.unwrap();
+    let (mut greedy, _) = tokio_tungstenite::client_async(t.ws_url(), stream)
+        .await
+        .unwrap();
+    let ask = ToTracker::GetMetainfo { info_hash: hash }.encode();
+    for _ in 0..400 {
+        use futures::SinkExt;
+        if greedy
+            .send(Message::Text(ask.clone().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // Meanwhile an honest client is served at once.
+    let mut honest = TrackerClient::connect(&t.ws_url()).await;
+    let started = Instant::now();
+    let reply = honest
+        .request(&announce(hash, 2, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(honest);
+    drop(seeder);
+
+    // The greedy client is dropped as a slow reader, and its replies did not pile up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_bytes(t.id()));
+        let stats = mtorrent_e2e::tracker_stats(t.addr());
+        if stats["connections"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client that never reads is still connected: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 32 << 20,
+        "the tracker grew by {} MiB for one client that never reads",
+        growth >> 20
+    );
+    drop(greedy);
+}
+
+fn sha1_of(bytes: &[u8]) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    Sha1::digest(bytes).into()
+}
+
+#[tokio::test]
+async fn the_catalog_is_bounded_per_address_and_in_all() {
+    let documents: Vec<Metainfo> = (1..=5)
+        .map(|i| sample_metainfo(&format!("quota-{i}.bin")))
+        .collect();
+    let one = documents[0].to_json().len();
+    let dir = Dir::new();
+    // The test's connections come through a "proxy" at 127.0.0.1, which names other addresses.
+    let t = tracker(
+        &dir,
+        "t1",
+        &[
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--max-catalog-bytes-per-address",
+            &(2 * one + one / 2).to_string(),
+            "--max-catalog-bytes",
+            &(4 * one + one / 2).to_string(),
+        ],
+    );
+    let register = |peer: u8, meta: &Metainfo| {
+        let ToTracker::Announce(mut a) = announce(meta.info_hash(), peer, AnnounceEvent::Started)
+        else {
+            unreachable!()
+        };
+        a.metainfo = Some(meta.to_json());
+        ToTracker::Announce(a)
+    };
+    let mut stored = Vec::new();
+    for (address, peer, indices) in [("192.0.2.1", 1, [0, 1, 2]), ("192.0.2.2", 2, [2, 3, 4])] {
+        let mut client =
+            TrackerClient::connect_with_headers(&t.ws_url(), &[("X-Forwarded-For", address)]).await;
+        for index in indices {
+            if let FromTracker::Peers { .. } =
+                client.request(&register(peer, &documents[index])).await
+            {
+                stored.push(index);
+            }
+        }
+    }
+    // Two files from the first address, the third refused; the second address adds the third
+    // and the fourth, and the fifth finds the catalog full.
+    assert_eq!(stored, [0, 1, 2, 3]);
+    let mut listed = list_files(&t.ws_url()).await;
+    listed.sort();
+    let mut expected: Vec<InfoHash> = documents[..4].iter().map(Metainfo::info_hash).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+// Several threads: the quiet client's reader must run while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_is_dropped_and_a_quiet_one_that_answers_pings_is_kept() {
+    use futures::StreamExt;
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &["--idle-timeout", "3"]);
+    // The quiet client sends nothing, but reads, so it answers the tracker's pings.
+    let (quiet, _) = tokio_tungstenite::connect_async(t.ws_url()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut quiet = quiet;
+        while let Some(Ok(_)) = quiet.next().await {}
+    });
+    // The silent client neither sends nor reads.
+    let (silent, _) = tokio_tungstenite::connect_async(t.ws_url()).await.unwrap();
+    mtorrent_e2e::wait_for_tracker_stats(t.addr(), "two connections", |s| s["connections"] == 2);
+    mtorrent_e2e::wait_for_tracker_stats(t.addr(), "the silent one dropped", |s| {
+        s["connections"] == 1
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(mtorrent_e2e::tracker_stats(t.addr())["connections"], 1);
+    assert!(!reader.is_finished(), "the quiet client is still connected");
+    reader.abort();
+    drop(silent);
 }

@@ -1,6 +1,6 @@
 //! The tracker's configuration: flags, each also settable by an environment variable.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,6 +63,33 @@ pub struct Config {
     /// Largest message accepted, in bytes.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_MESSAGE_BYTES", default_value_t = mtorrent_shared::tracker::MAX_TRACKER_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// Bytes of replies queued for one connection that it has not read yet; a connection
+    /// that leaves them unread for 10 s is dropped, and meanwhile nothing more is read from it.
+    /// A single larger reply (a big `.mtorrent`) is still sent, alone.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_QUEUED_BYTES",
+        default_value_t = 1 << 20
+    )]
+    pub max_queued_bytes: usize,
+    /// Bytes of `.mtorrent` documents the catalog keeps in all (each kept in canonical form).
+    #[arg(long, env = "MTORRENT_TRACKER_MAX_CATALOG_BYTES", default_value_t = 1 << 30)]
+    pub max_catalog_bytes: usize,
+    /// Bytes of `.mtorrent` documents peers at one address may register (a 1 GiB file's
+    /// document is about 80 KiB).
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_CATALOG_BYTES_PER_ADDRESS",
+        default_value_t = 256 << 20
+    )]
+    pub max_catalog_bytes_per_address: usize,
+    /// Hours after which a file that no peer seeds is dropped from the catalog.
+    #[arg(long, env = "MTORRENT_TRACKER_UNSEEDED_FILE_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub unseeded_file_hours: u64,
+    /// Seconds a WebSocket connection may stay silent: the tracker pings every third of it,
+    /// and drops a connection from which nothing, not even the answer, arrived for that long.
+    #[arg(long, env = "MTORRENT_TRACKER_IDLE_TIMEOUT", default_value_t = 90, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub idle_timeout: u64,
     /// Most swarms one connection may announce in. A peer node announces every file it
     /// shares over one connection, so this bounds the library of one node.
     #[arg(
@@ -80,6 +107,17 @@ pub struct Config {
     /// Refused messages (malformed, over the rate, not allowed) before a connection is closed.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_STRIKES", default_value_t = 10)]
     pub max_strikes: u32,
+    /// A reverse proxy in front of the tracker (repeat for several, or comma-separate in the
+    /// environment). A connection from one of these addresses is taken to come from the last
+    /// address in its `X-Forwarded-For` header, the client the proxy saw, so that peers'
+    /// announces are completed with their own addresses rather than the proxy's.
+    #[arg(
+        long = "trusted-proxy",
+        env = "MTORRENT_TRACKER_TRUSTED_PROXIES",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -112,6 +150,15 @@ impl Config {
             "rate limits must be positive"
         );
         Ok(())
+    }
+
+    /// The catalog's limits.
+    pub fn catalog_limits(&self) -> crate::catalog::CatalogLimits {
+        crate::catalog::CatalogLimits {
+            max_bytes: self.max_catalog_bytes,
+            max_bytes_per_address: self.max_catalog_bytes_per_address,
+            unseeded_ttl: Duration::from_secs(self.unseeded_file_hours * 3600),
+        }
     }
 
     /// The registry's limits.

@@ -13,32 +13,46 @@ use futures::{SinkExt, StreamExt};
 use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
 use tokio::sync::mpsc;
 
+use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
-use crate::state::{Tracker, Verdict, OUTBOX_CAPACITY, TWIN_OUTBOX_CAPACITY};
+use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
+
+/// How long a peer may leave its queued replies unread before it is dropped as a slow reader.
+const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one accepted WebSocket, from `source`, until it closes.
 pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
     tracker.connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::channel::<String>(OUTBOX_CAPACITY);
+    let (outbox, mut outgoing) = Outbox::new(tracker.config.max_queued_bytes);
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
     let (twin_sender, mut twin_outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
     let conn = tracker.open_connection(outbox.clone());
+    let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
     let writer = tokio::spawn(async move {
+        // A ping every third of the idle timeout: a peer that reads answers it, so an idle
+        // but live connection always has something arriving.
+        let mut ping = tokio::time::interval(idle_timeout / 3);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
         loop {
-            let text = tokio::select! {
+            let sent = tokio::select! {
                 // Replies first, so everything queued is sent before a closed twin queue ends
                 // the loop.
                 biased;
-                Some(text) = outgoing.recv() => text,
+                Some(text) = outgoing.recv() => {
+                    let sent = sink.send(Message::Text(shared_text(&text))).await;
+                    outgoing.written(&text);
+                    sent
+                }
                 // `None` here means the twin link was installed and then dropped: close.
                 twin = twin_outgoing.recv() => match twin {
-                    Some(text) => text,
+                    Some(text) => sink.send(Message::Text(text.into())).await,
                     None => break,
                 },
-                else => break,
+                _ = ping.tick() => sink.send(Message::Ping(bytes::Bytes::new())).await,
             };
-            if sink.send(Message::Text(text.into())).await.is_err() {
+            if sent.is_err() {
                 break;
             }
         }
@@ -69,13 +83,22 @@ async fn run_inner(
     conn: ConnectionId,
     source: IpAddr,
     mut stream: futures::stream::SplitStream<WebSocket>,
-    outbox: mpsc::Sender<String>,
+    outbox: Outbox,
     link: &mut TwinChannel,
 ) -> Result<(), String> {
     let mut limiter = RateLimiter::new(tracker.config.rate_limit, tracker.config.rate_burst);
     let mut strikes = 0u32;
     let mut is_twin = false;
-    while let Some(frame) = stream.next().await {
+    let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
+    loop {
+        // Nothing at all (not even the answer to a ping) for the idle timeout: the peer is gone,
+        // or holds the connection without reading.
+        let Ok(frame) = tokio::time::timeout(idle_timeout, stream.next()).await else {
+            return Err(format!("silent for {idle_timeout:?}"));
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let text = match frame.map_err(|e| e.to_string())? {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -146,10 +169,7 @@ async fn run_inner(
         let mut reply = None;
         let verdict = tracker.handle_peer_message(conn, source, message, &mut reply);
         if let Some(reply) = reply {
-            outbox
-                .send(reply.encode())
-                .await
-                .map_err(|_| "writer gone")?;
+            queue(&outbox, reply).await?;
         }
         if verdict == Verdict::Strike {
             strikes += 1;
@@ -171,18 +191,40 @@ fn become_twin_link(tracker: &Arc<Tracker>, conn: ConnectionId, link: &mut TwinC
     }
 }
 
+/// Queues a reply, waiting while the peer reads what is queued before; a peer that leaves it
+/// unread for [`SLOW_READER_TIMEOUT`] is dropped, and meanwhile nothing more is read from it.
+async fn queue(outbox: &Outbox, text: Text) -> Result<(), String> {
+    match tokio::time::timeout(SLOW_READER_TIMEOUT, outbox.send(text)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("writer gone".into()),
+        Err(_) => Err(format!(
+            "slow reader: {} bytes unread for {SLOW_READER_TIMEOUT:?}",
+            outbox.queued()
+        )),
+    }
+}
+
+/// The text as a WebSocket frame's payload, sharing its bytes rather than copying them.
+fn shared_text(text: &Text) -> axum::extract::ws::Utf8Bytes {
+    struct Shared(Text);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            self.0.as_bytes()
+        }
+    }
+    axum::extract::ws::Utf8Bytes::try_from(bytes::Bytes::from_owner(Shared(text.clone())))
+        .expect("a str is UTF-8")
+}
+
 async fn strike(
-    outbox: &mpsc::Sender<String>,
+    outbox: &Outbox,
     strikes: &mut u32,
     tracker: &Tracker,
     code: ErrorCode,
     message: &str,
 ) -> Result<(), String> {
     *strikes += 1;
-    outbox
-        .send(FromTracker::error(code, message).encode())
-        .await
-        .map_err(|_| "writer gone")?;
+    queue(outbox, FromTracker::error(code, message).encode().into()).await?;
     check_strikes(*strikes, tracker)
 }
 

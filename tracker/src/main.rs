@@ -8,8 +8,10 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 mod catalog;
+mod client_address;
 mod config;
 mod connection;
+mod outbox;
 mod registry;
 mod server;
 mod state;

@@ -3,9 +3,14 @@
 //! started) and the random source are passed in, and changes the twin must hear about are pushed
 //! to an output `Vec`, so everything here is deterministic and tested without sockets.
 //!
-//! Every peer record has an [`Owner`]: a connection of this tracker, or the twin. Only the owning
-//! connection may announce or leave for a peer id; records the twin told us about are replaced
-//! wholesale when the twin sends its full state, and expire like any other when not refreshed.
+//! Every peer record has an [`Owner`]: a connection of this tracker, or the twin. A peer id is
+//! bound to the one connection that announced it, at this tracker or, while the twins are
+//! linked, at the twin: nobody else may announce, stop or leave for it on either tracker. Records
+//! the twin told us about are replaced wholesale when the twin sends its full state, and expire
+//! like any other when not refreshed; while the twin link is down, a peer that moves here from
+//! the twin takes its records over.
+//!
+//! Counts are kept as records come and go, so no announce or `/stats` walks a swarm.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -64,15 +69,36 @@ pub struct RegistryCounts {
     pub peer_connections: usize,
 }
 
+/// One swarm's peers, with its count of seeders.
+#[derive(Debug, Default)]
+struct Swarm {
+    peers: IndexMap<PeerId, PeerRecord>,
+    seeders: u32,
+}
+
+/// The local connection a peer id is bound to, and how many of its records it holds.
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    conn: ConnectionId,
+    records: usize,
+}
+
 /// Every swarm this tracker knows.
 #[derive(Debug)]
 pub struct Registry {
     limits: RegistryLimits,
-    swarms: HashMap<InfoHash, IndexMap<PeerId, PeerRecord>>,
-    /// Which swarms each local connection is in, to clean up when it closes.
+    swarms: HashMap<InfoHash, Swarm>,
+    /// Which swarms each local connection is in, to clean up when it closes; a connection in no
+    /// swarm has no entry.
     connection_swarms: HashMap<ConnectionId, HashSet<(InfoHash, PeerId)>>,
-    /// The connection a peer id is bound to, once it announced through it.
-    bindings: HashMap<PeerId, ConnectionId>,
+    /// The local connection each locally announced peer id is bound to.
+    bindings: HashMap<PeerId, Binding>,
+    /// How many records the twin owns for each peer id.
+    twin_records: HashMap<PeerId, usize>,
+    /// Whether the twin link is up: only then does a peer id at the twin bind here too.
+    twin_linked: bool,
+    peers: usize,
+    seeders: usize,
 }
 
 impl Registry {
@@ -83,7 +109,17 @@ impl Registry {
             swarms: HashMap::new(),
             connection_swarms: HashMap::new(),
             bindings: HashMap::new(),
+            twin_records: HashMap::new(),
+            twin_linked: false,
+            peers: 0,
+            seeders: 0,
         }
+    }
+
+    /// Tells the registry whether the twin link is up. While it is, a peer id the twin's peers
+    /// hold cannot be announced here; while it is down, such a peer may move here.
+    pub fn set_twin_linked(&mut self, linked: bool) {
+        self.twin_linked = linked;
     }
 
     /// Handles an announce from local connection `conn`; returns the reply, and pushes the change
@@ -96,33 +132,11 @@ impl Registry {
         rng: &mut impl Rng,
         sync: &mut Vec<ToTracker>,
     ) -> Result<FromTracker, (ErrorCode, String)> {
-        if !announce.address.is_valid() {
-            return Err((
-                ErrorCode::BadAddress,
-                "the peer address is not a ws:// URL".into(),
-            ));
-        }
-        self.check_binding(conn, announce.peer_id)?;
-        let key = (announce.info_hash, announce.peer_id);
-        let swarms_of_conn = self.connection_swarms.entry(conn).or_default();
+        self.check_announce(conn, announce)?;
         if announce.event == AnnounceEvent::Stopped {
-            swarms_of_conn.remove(&key);
-            self.remove_peer(announce.info_hash, announce.peer_id, sync);
+            self.remove_local(conn, announce.info_hash, announce.peer_id, sync);
             return Ok(self.peers_reply(announce, rng));
         }
-        if !swarms_of_conn.contains(&key)
-            && swarms_of_conn.len() >= self.limits.max_swarms_per_connection
-        {
-            return Err((
-                ErrorCode::TooManySwarms,
-                format!(
-                    "one connection may be in at most {} swarms",
-                    self.limits.max_swarms_per_connection
-                ),
-            ));
-        }
-        swarms_of_conn.insert(key);
-        self.bindings.insert(announce.peer_id, conn);
         let record = PeerRecord {
             address: announce.address.clone(),
             complete: announce.left == 0,
@@ -137,11 +151,40 @@ impl Registry {
                 complete: record.complete,
             },
         }));
-        self.swarms
-            .entry(announce.info_hash)
-            .or_default()
-            .insert(announce.peer_id, record);
+        self.insert(announce.info_hash, announce.peer_id, record);
         Ok(self.peers_reply(announce, rng))
+    }
+
+    /// Whether [`Registry::handle_announce`] would accept `announce` from `conn`, and if not,
+    /// why; it changes nothing, so what comes with an announce (its `.mtorrent`) can be checked
+    /// against it before anything is stored.
+    pub fn check_announce(
+        &self,
+        conn: ConnectionId,
+        announce: &Announce,
+    ) -> Result<(), (ErrorCode, String)> {
+        if !announce.address.is_valid() {
+            return Err((
+                ErrorCode::BadAddress,
+                "the peer address is not a ws:// URL".into(),
+            ));
+        }
+        self.check_binding(conn, announce.peer_id)?;
+        let key = (announce.info_hash, announce.peer_id);
+        let in_swarms = self.connection_swarms.get(&conn);
+        if announce.event != AnnounceEvent::Stopped
+            && !in_swarms.is_some_and(|swarms| swarms.contains(&key))
+            && in_swarms.map_or(0, HashSet::len) >= self.limits.max_swarms_per_connection
+        {
+            return Err((
+                ErrorCode::TooManySwarms,
+                format!(
+                    "one connection may be in at most {} swarms",
+                    self.limits.max_swarms_per_connection
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Handles a leave from local connection `conn`.
@@ -153,19 +196,22 @@ impl Registry {
         sync: &mut Vec<ToTracker>,
     ) -> Result<(), (ErrorCode, String)> {
         self.check_binding(conn, peer_id)?;
-        if let Some(swarms) = self.connection_swarms.get_mut(&conn) {
-            swarms.remove(&(info_hash, peer_id));
-        }
-        self.remove_peer(info_hash, peer_id, sync);
+        self.remove_local(conn, info_hash, peer_id, sync);
         Ok(())
     }
 
-    /// Drops everything connection `conn` registered; called when it closes.
+    /// Drops everything connection `conn` registered; called when it closes. The cost is that
+    /// connection's own records, whatever else the registry holds.
     pub fn handle_connection_closed(&mut self, conn: ConnectionId, sync: &mut Vec<ToTracker>) {
-        for (info_hash, peer_id) in self.connection_swarms.remove(&conn).unwrap_or_default() {
+        for (info_hash, peer_id) in self
+            .connection_swarms
+            .get(&conn)
+            .cloned()
+            .unwrap_or_default()
+        {
             self.remove_peer(info_hash, peer_id, sync);
         }
-        self.bindings.retain(|_, bound| *bound != conn);
+        debug_assert!(!self.connection_swarms.contains_key(&conn));
     }
 
     /// Drops peers not seen for the peer timeout. Local peers' removals go to `sync`; the twin
@@ -173,21 +219,17 @@ impl Registry {
     pub fn expire(&mut self, now: Duration, sync: &mut Vec<ToTracker>) {
         let timeout = self.limits.peer_timeout;
         let mut expired = Vec::new();
-        for (info_hash, peers) in &self.swarms {
-            for (peer_id, record) in peers {
+        for (info_hash, swarm) in &self.swarms {
+            for (peer_id, record) in &swarm.peers {
                 if now.saturating_sub(record.last_seen) > timeout {
                     expired.push((*info_hash, *peer_id, record.owner));
                 }
             }
         }
         for (info_hash, peer_id, owner) in expired {
-            if let Owner::Local(conn) = owner {
-                if let Some(swarms) = self.connection_swarms.get_mut(&conn) {
-                    swarms.remove(&(info_hash, peer_id));
-                }
-                self.remove_peer(info_hash, peer_id, sync);
-            } else {
-                self.remove_peer(info_hash, peer_id, &mut Vec::new());
+            match owner {
+                Owner::Local(_) => self.remove_peer(info_hash, peer_id, sync),
+                Owner::Twin => self.remove_peer(info_hash, peer_id, &mut Vec::new()),
             }
         }
     }
@@ -195,13 +237,11 @@ impl Registry {
     /// A peer the twin reports as joined or changed. A peer id bound to a live local connection
     /// stays with that connection.
     pub fn apply_twin_peer(&mut self, peer: SyncPeer, now: Duration) {
-        let swarm = self.swarms.entry(peer.info_hash).or_default();
-        if let Some(existing) = swarm.get(&peer.peer.peer_id) {
-            if matches!(existing.owner, Owner::Local(_)) {
-                return;
-            }
+        if self.bindings.contains_key(&peer.peer.peer_id) {
+            return;
         }
-        swarm.insert(
+        self.insert(
+            peer.info_hash,
             peer.peer.peer_id,
             PeerRecord {
                 address: peer.peer.address,
@@ -214,22 +254,27 @@ impl Registry {
 
     /// A peer the twin reports as gone.
     pub fn apply_twin_removal(&mut self, info_hash: InfoHash, peer_id: PeerId) {
-        if let Some(swarm) = self.swarms.get_mut(&info_hash) {
-            if swarm.get(&peer_id).is_some_and(|r| r.owner == Owner::Twin) {
-                swarm.shift_remove(&peer_id);
-                if swarm.is_empty() {
-                    self.swarms.remove(&info_hash);
-                }
-            }
+        if self.owner(info_hash, peer_id) == Some(Owner::Twin) {
+            self.remove_peer(info_hash, peer_id, &mut Vec::new());
         }
     }
 
     /// The twin's whole state: replaces every record the twin owned before.
     pub fn replace_twin_state(&mut self, peers: Vec<SyncPeer>, now: Duration) {
-        for swarm in self.swarms.values_mut() {
-            swarm.retain(|_, record| record.owner != Owner::Twin);
+        let twin_owned: Vec<(InfoHash, PeerId)> = self
+            .swarms
+            .iter()
+            .flat_map(|(info_hash, swarm)| {
+                swarm
+                    .peers
+                    .iter()
+                    .filter(|(_, record)| record.owner == Owner::Twin)
+                    .map(|(peer_id, _)| (*info_hash, *peer_id))
+            })
+            .collect();
+        for (info_hash, peer_id) in twin_owned {
+            self.remove_peer(info_hash, peer_id, &mut Vec::new());
         }
-        self.swarms.retain(|_, swarm| !swarm.is_empty());
         for peer in peers {
             self.apply_twin_peer(peer, now);
         }
@@ -239,7 +284,7 @@ impl Registry {
     pub fn local_state(&self) -> Vec<SyncPeer> {
         let mut peers = Vec::new();
         for (info_hash, swarm) in &self.swarms {
-            for (peer_id, record) in swarm {
+            for (peer_id, record) in &swarm.peers {
                 if matches!(record.owner, Owner::Local(_)) {
                     peers.push(SyncPeer {
                         info_hash: *info_hash,
@@ -257,12 +302,12 @@ impl Registry {
 
     /// How peer `peer_id` of swarm `info_hash` is reached, if it is there.
     pub fn address(&self, info_hash: InfoHash, peer_id: PeerId) -> Option<&PeerAddress> {
-        Some(&self.swarms.get(&info_hash)?.get(&peer_id)?.address)
+        Some(&self.swarms.get(&info_hash)?.peers.get(&peer_id)?.address)
     }
 
     /// Who owns peer `peer_id` in swarm `info_hash`, if it is there.
     pub fn owner(&self, info_hash: InfoHash, peer_id: PeerId) -> Option<Owner> {
-        Some(self.swarms.get(&info_hash)?.get(&peer_id)?.owner)
+        Some(self.swarms.get(&info_hash)?.peers.get(&peer_id)?.owner)
     }
 
     /// Seeders and leechers in one swarm.
@@ -270,26 +315,17 @@ impl Registry {
         let Some(swarm) = self.swarms.get(&info_hash) else {
             return (0, 0);
         };
-        let seeders = swarm.values().filter(|r| r.complete).count() as u32;
-        (seeders, swarm.len() as u32 - seeders)
+        (swarm.seeders, swarm.peers.len() as u32 - swarm.seeders)
     }
 
     /// Totals across swarms.
     pub fn counts(&self) -> RegistryCounts {
-        let mut counts = RegistryCounts {
+        RegistryCounts {
             swarms: self.swarms.len(),
-            peer_connections: self
-                .connection_swarms
-                .values()
-                .filter(|swarms| !swarms.is_empty())
-                .count(),
-            ..RegistryCounts::default()
-        };
-        for swarm in self.swarms.values() {
-            counts.peers += swarm.len();
-            counts.seeders += swarm.values().filter(|r| r.complete).count();
+            peers: self.peers,
+            seeders: self.seeders,
+            peer_connections: self.connection_swarms.len(),
         }
-        counts
     }
 
     fn check_binding(
@@ -298,23 +334,96 @@ impl Registry {
         peer_id: PeerId,
     ) -> Result<(), (ErrorCode, String)> {
         match self.bindings.get(&peer_id) {
-            Some(bound) if *bound != conn => Err((
+            Some(bound) if bound.conn != conn => Err((
                 ErrorCode::PeerIdTaken,
                 format!("peer id {peer_id} belongs to another connection"),
+            )),
+            None if self.twin_linked && self.twin_records.contains_key(&peer_id) => Err((
+                ErrorCode::PeerIdTaken,
+                format!("peer id {peer_id} belongs to a connection at the twin tracker"),
             )),
             _ => Ok(()),
         }
     }
 
+    /// Removes `conn`'s own record of `peer_id` in `info_hash`, if it has one; a record another
+    /// connection or the twin owns stays.
+    fn remove_local(
+        &mut self,
+        conn: ConnectionId,
+        info_hash: InfoHash,
+        peer_id: PeerId,
+        sync: &mut Vec<ToTracker>,
+    ) {
+        if self.owner(info_hash, peer_id) == Some(Owner::Local(conn)) {
+            self.remove_peer(info_hash, peer_id, sync);
+        }
+    }
+
+    /// Puts `record` in place of whatever `peer_id` had in `info_hash`, keeping every count.
+    fn insert(&mut self, info_hash: InfoHash, peer_id: PeerId, record: PeerRecord) {
+        self.remove_peer(info_hash, peer_id, &mut Vec::new());
+        match record.owner {
+            Owner::Local(conn) => {
+                let binding = self
+                    .bindings
+                    .entry(peer_id)
+                    .or_insert(Binding { conn, records: 0 });
+                debug_assert_eq!(binding.conn, conn);
+                binding.records += 1;
+                self.connection_swarms
+                    .entry(conn)
+                    .or_default()
+                    .insert((info_hash, peer_id));
+            }
+            Owner::Twin => *self.twin_records.entry(peer_id).or_default() += 1,
+        }
+        let swarm = self.swarms.entry(info_hash).or_default();
+        swarm.seeders += u32::from(record.complete);
+        self.seeders += usize::from(record.complete);
+        self.peers += 1;
+        swarm.peers.insert(peer_id, record);
+    }
+
+    /// Removes `peer_id`'s record in `info_hash`, whoever owns it, keeping every count; a local
+    /// peer's removal goes to `sync` for the twin.
     fn remove_peer(&mut self, info_hash: InfoHash, peer_id: PeerId, sync: &mut Vec<ToTracker>) {
         let Some(swarm) = self.swarms.get_mut(&info_hash) else {
             return;
         };
-        if swarm.shift_remove(&peer_id).is_some() {
-            sync.push(ToTracker::SyncPeerRemoved { info_hash, peer_id });
-        }
-        if swarm.is_empty() {
+        let Some(record) = swarm.peers.shift_remove(&peer_id) else {
+            return;
+        };
+        swarm.seeders -= u32::from(record.complete);
+        if swarm.peers.is_empty() {
             self.swarms.remove(&info_hash);
+        }
+        self.seeders -= usize::from(record.complete);
+        self.peers -= 1;
+        match record.owner {
+            Owner::Local(conn) => {
+                sync.push(ToTracker::SyncPeerRemoved { info_hash, peer_id });
+                if let Some(binding) = self.bindings.get_mut(&peer_id) {
+                    binding.records -= 1;
+                    if binding.records == 0 {
+                        self.bindings.remove(&peer_id);
+                    }
+                }
+                if let Some(swarms) = self.connection_swarms.get_mut(&conn) {
+                    swarms.remove(&(info_hash, peer_id));
+                    if swarms.is_empty() {
+                        self.connection_swarms.remove(&conn);
+                    }
+                }
+            }
+            Owner::Twin => {
+                if let Some(count) = self.twin_records.get_mut(&peer_id) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.twin_records.remove(&peer_id);
+                    }
+                }
+            }
         }
     }
 
@@ -323,7 +432,11 @@ impl Registry {
         let (seeders, leechers) = self.swarm_counts(announce.info_hash);
         let numwant = announce.numwant.min(self.limits.max_numwant) as usize;
         let mut peers = Vec::new();
-        if let Some(swarm) = self.swarms.get(&announce.info_hash) {
+        if let Some(swarm) = self
+            .swarms
+            .get(&announce.info_hash)
+            .map(|swarm| &swarm.peers)
+        {
             let others = swarm.len() - usize::from(swarm.contains_key(&announce.peer_id));
             let wanted = numwant.min(others);
             let take = |index: usize, peers: &mut Vec<PeerInfo>| {

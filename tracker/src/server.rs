@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::services::ServeDir;
 
+use crate::client_address::client_address;
 use crate::connection;
 use crate::state::Tracker;
 
@@ -29,8 +30,10 @@ pub fn app(tracker: Arc<Tracker>) -> Router {
 async fn upgrade(
     State(tracker): State<Arc<Tracker>>,
     ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let client = client_address(source.ip(), &headers, &tracker.config.trusted_proxies);
     if tracker.connections.load(Ordering::Relaxed) >= tracker.config.max_connections {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
     }
@@ -41,7 +44,7 @@ async fn upgrade(
         .max_frame_size(limit)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection::run(tracker, socket, source.ip()))
+        .on_upgrade(move |socket| connection::run(tracker, socket, client))
 }
 
 /// What `/stats` returns.

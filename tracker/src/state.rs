@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mtorrent_shared::tracker::{ErrorCode, FromTracker, PeerAddress, ToTracker};
+use mtorrent_shared::tracker::{AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker};
 use tokio::sync::mpsc;
 
 use crate::catalog::{AddError, Catalog};
 use crate::config::Config;
+use crate::outbox::{Outbox, Text};
 use crate::registry::{ConnectionId, Owner, Registry, RegistryCounts};
 
-/// Where text for one connection goes; bounded, so a slow reader cannot grow memory.
-pub type Outbox = mpsc::Sender<String>;
+/// How often the catalog is searched for files that nobody seeds any more.
+const CATALOG_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Capacity of each connection's outbox.
-pub const OUTBOX_CAPACITY: usize = 256;
+/// Where changes for the twin go.
+pub type TwinOutbox = mpsc::Sender<String>;
 
 /// Capacity of the twin link's outbox: changes queue here while the link is slow; when it is
 /// full the link is dropped and rebuilt with a full-state exchange.
@@ -47,12 +48,14 @@ struct Inner {
     catalog: Catalog,
     outboxes: HashMap<ConnectionId, Outbox>,
     twin: Option<TwinLink>,
+    /// When files nobody seeds were last looked for.
+    last_catalog_sweep: Duration,
 }
 
 #[derive(Debug)]
 struct TwinLink {
     connection: ConnectionId,
-    outbox: Outbox,
+    outbox: TwinOutbox,
 }
 
 /// What the socket task should do after a message.
@@ -68,6 +71,8 @@ impl Tracker {
     /// A tracker with the given configuration and catalog.
     pub fn new(config: Config, catalog: Catalog) -> Self {
         let registry = Registry::new(config.registry_limits());
+        let mut catalog = catalog;
+        catalog.set_limits(config.catalog_limits());
         Self {
             config,
             tracker_id: format!("{:016x}", rand::random::<u64>()),
@@ -77,6 +82,7 @@ impl Tracker {
                 catalog,
                 outboxes: HashMap::new(),
                 twin: None,
+                last_catalog_sweep: Duration::ZERO,
             }),
             next_connection: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
@@ -114,21 +120,21 @@ impl Tracker {
         let mut inner = self.lock();
         inner.outboxes.remove(&conn);
         if inner.twin.as_ref().is_some_and(|t| t.connection == conn) {
-            inner.twin = None;
+            inner.set_twin(None);
         }
         let mut sync = Vec::new();
         inner.registry.handle_connection_closed(conn, &mut sync);
         inner.send_to_twin(sync);
     }
 
-    /// Handles one message from a peer connection from `source`; the reply, if any, goes to
-    /// its outbox.
+    /// Handles one message from a peer connection from `source`; the reply, if any, is put in
+    /// `reply`, encoded, for the connection to queue.
     pub fn handle_peer_message(
         &self,
         conn: ConnectionId,
         source: std::net::IpAddr,
         message: ToTracker,
-        reply: &mut Option<FromTracker>,
+        reply: &mut Option<Text>,
     ) -> Verdict {
         let now = self.now();
         let mut inner = self.lock();
@@ -137,10 +143,24 @@ impl Tracker {
             ToTracker::Announce(mut announce) => {
                 // A peer that gave only its port is where its announce came from.
                 announce.address = announce.address.resolve(source);
-                let registered = match &announce.metainfo {
-                    Some(document) => inner.add_file(document, Some(announce.info_hash), &mut sync),
-                    None => Ok(()),
-                };
+                // Nothing is stored for an announce that would be refused, and a `.mtorrent`
+                // comes only with a peer that joins the swarm as a seeder: a document is kept
+                // because somebody serves its file.
+                let registered = inner
+                    .registry
+                    .check_announce(conn, &announce)
+                    .and_then(|()| match &announce.metainfo {
+                        Some(_) if announce.event == AnnounceEvent::Stopped || announce.left != 0 => {
+                            Err((
+                                ErrorCode::BadMetainfo,
+                                "a .mtorrent comes with the announce of a peer that has the whole file".into(),
+                            ))
+                        }
+                        Some(document) => {
+                            inner.add_file(document, Some(announce.info_hash), source, now, &mut sync)
+                        }
+                        None => Ok(()),
+                    });
                 registered.and_then(|()| {
                     inner.registry.handle_announce(
                         conn,
@@ -171,11 +191,12 @@ impl Tracker {
                 let files = inner.catalog.list(|h| inner.registry.swarm_counts(h));
                 Ok(FromTracker::Files { files })
             }
-            ToTracker::GetMetainfo { info_hash } => match inner.catalog.get(info_hash) {
-                Some(document) => Ok(FromTracker::Metainfo {
-                    info_hash,
-                    metainfo: document.to_owned(),
-                }),
+            ToTracker::GetMetainfo { info_hash } => match inner.catalog.metainfo_reply(info_hash) {
+                // Encoded once per file and shared by every connection that asks for it.
+                Some(encoded) => {
+                    *reply = Some(encoded);
+                    return Verdict::Ok;
+                }
                 None => Err((ErrorCode::UnknownFile, format!("no file {info_hash} here"))),
             },
             other => Err((
@@ -186,11 +207,11 @@ impl Tracker {
         inner.send_to_twin(sync);
         match result {
             Ok(message) => {
-                *reply = Some(message);
+                *reply = Some(message.encode().into());
                 Verdict::Ok
             }
             Err((code, text)) => {
-                *reply = Some(FromTracker::error(code, text));
+                *reply = Some(FromTracker::error(code, text).encode().into());
                 Verdict::Strike
             }
         }
@@ -203,7 +224,7 @@ impl Tracker {
         match message {
             ToTracker::SyncState { peers, files } => {
                 for document in files {
-                    inner.add_twin_file(&document);
+                    inner.add_twin_file(&document, now);
                 }
                 inner.registry.replace_twin_state(peers, now);
             }
@@ -211,7 +232,7 @@ impl Tracker {
             ToTracker::SyncPeerRemoved { info_hash, peer_id } => {
                 inner.registry.apply_twin_removal(info_hash, peer_id);
             }
-            ToTracker::SyncFile { metainfo } => inner.add_twin_file(&metainfo),
+            ToTracker::SyncFile { metainfo } => inner.add_twin_file(&metainfo, now),
             ToTracker::SyncSignal {
                 info_hash,
                 from,
@@ -243,7 +264,7 @@ impl Tracker {
     /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
     /// greeting and the full state on it, atomically: no change can slip between the snapshot
     /// and the link. Returns false if the outbox is already closed.
-    pub fn install_twin_link(&self, conn: ConnectionId, outbox: Outbox) -> bool {
+    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox) -> bool {
         let mut inner = self.lock();
         let hello = ToTracker::SyncHello {
             tracker_id: self.tracker_id.clone(),
@@ -258,10 +279,10 @@ impl Tracker {
                 return false;
             }
         }
-        inner.twin = Some(TwinLink {
+        inner.set_twin(Some(TwinLink {
             connection: conn,
             outbox,
-        });
+        }));
         true
     }
 
@@ -292,6 +313,13 @@ impl Tracker {
         let mut sync = Vec::new();
         inner.registry.expire(now, &mut sync);
         inner.send_to_twin(sync);
+        if now.saturating_sub(inner.last_catalog_sweep) >= CATALOG_SWEEP_INTERVAL {
+            inner.last_catalog_sweep = now;
+            let Inner {
+                catalog, registry, ..
+            } = &mut *inner;
+            catalog.expire(now, |info_hash| registry.swarm_counts(info_hash).0 > 0);
+        }
     }
 
     /// Totals for `/stats`: registry counts and the number of catalog files.
@@ -302,20 +330,28 @@ impl Tracker {
 }
 
 impl Inner {
+    /// Makes `link` the twin link (or none), and tells the registry whether the twins are linked.
+    fn set_twin(&mut self, link: Option<TwinLink>) {
+        self.registry.set_twin_linked(link.is_some());
+        self.twin = link;
+    }
+
     fn add_file(
         &mut self,
         document: &str,
         expected: Option<mtorrent_shared::InfoHash>,
+        source: std::net::IpAddr,
+        now: Duration,
         sync: &mut Vec<ToTracker>,
     ) -> Result<(), (ErrorCode, String)> {
-        match self.catalog.add(document, expected) {
-            Ok(true) => {
+        match self.catalog.add(document, expected, Some(source), now) {
+            Ok(Some(canonical)) => {
                 sync.push(ToTracker::SyncFile {
-                    metainfo: document.to_owned(),
+                    metainfo: canonical,
                 });
                 Ok(())
             }
-            Ok(false) => Ok(()),
+            Ok(None) => Ok(()),
             Err(e @ AddError::Storage(_)) => {
                 tracing::error!("{e}");
                 Err((
@@ -327,8 +363,8 @@ impl Inner {
         }
     }
 
-    fn add_twin_file(&mut self, document: &str) {
-        if let Err(e) = self.catalog.add(document, None) {
+    fn add_twin_file(&mut self, document: &str, now: Duration) {
+        if let Err(e) = self.catalog.add(document, None, None, now) {
             tracing::warn!("twin sent a file that was not stored: {e}");
         }
     }
@@ -359,6 +395,18 @@ impl Inner {
                 ))
             }
         };
+        // Only a browser is ever asked to dial: a native peer dials by itself, and a signal to
+        // one would only make it open a connection nobody needs.
+        if self
+            .registry
+            .address(info_hash, to)
+            .is_some_and(|address| *address != PeerAddress::Browser)
+        {
+            return Err((
+                ErrorCode::BadAddress,
+                format!("peer {to} is not a browser: it needs no signal to be dialled"),
+            ));
+        }
         match self.registry.owner(info_hash, to) {
             Some(Owner::Local(target)) => {
                 self.deliver(
@@ -395,7 +443,7 @@ impl Inner {
     fn deliver(&mut self, conn: ConnectionId, message: FromTracker) {
         if let Some(outbox) = self.outboxes.get(&conn) {
             // A full outbox means a stalled peer: dropping one signal is better than blocking.
-            let _ = outbox.try_send(message.encode());
+            let _ = outbox.try_send(message.encode().into());
         }
     }
 
@@ -408,7 +456,7 @@ impl Inner {
                 // Dropping the link's last sender ends its writer, which closes the socket; the
                 // link is then rebuilt with a full-state exchange.
                 tracing::warn!("twin link overloaded or closed; it will resynchronise");
-                self.twin = None;
+                self.set_twin(None);
                 return;
             }
         }

@@ -352,3 +352,253 @@ fn one_node_announces_many_swarms_over_one_connection_and_is_never_refused() {
     );
     assert_eq!(hijack.unwrap_err().0, ErrorCode::PeerIdTaken);
 }
+
+fn twin_peer(info: u8, peer: u8) -> SyncPeer {
+    SyncPeer {
+        info_hash: InfoHash([info; 20]),
+        peer: PeerInfo {
+            peer_id: PeerId([peer; 20]),
+            address: PeerAddress::Native {
+                url: format!("ws://127.0.0.1:{}/", 7000 + u16::from(peer)),
+            },
+            complete: true,
+        },
+    }
+}
+
+#[test]
+fn a_peer_id_at_the_twin_is_bound_there_while_the_twins_are_linked() {
+    let mut registry = Registry::new(limits());
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut sync = Vec::new();
+    registry.set_twin_linked(true);
+    registry.apply_twin_peer(twin_peer(1, 7), SECOND);
+    // Nobody here may announce, stop or leave for it: its owner is connected at the twin.
+    for event in [AnnounceEvent::Started, AnnounceEvent::Stopped] {
+        let hijack =
+            registry.handle_announce(2, &announce(1, 7, event, 0), SECOND, &mut rng, &mut sync);
+        assert_eq!(hijack.unwrap_err().0, ErrorCode::PeerIdTaken);
+    }
+    let leave = registry.handle_leave(2, InfoHash([1; 20]), PeerId([7; 20]), &mut sync);
+    assert_eq!(leave.unwrap_err().0, ErrorCode::PeerIdTaken);
+    assert_eq!(
+        registry.owner(InfoHash([1; 20]), PeerId([7; 20])),
+        Some(Owner::Twin)
+    );
+    assert!(sync.is_empty(), "nothing reached the twin");
+    // With the twin gone, its peer may move here (a failover), and then the id is bound here.
+    registry.set_twin_linked(false);
+    registry
+        .handle_announce(
+            2,
+            &announce(1, 7, AnnounceEvent::Started, 0),
+            SECOND,
+            &mut rng,
+            &mut sync,
+        )
+        .unwrap();
+    assert_eq!(
+        registry.owner(InfoHash([1; 20]), PeerId([7; 20])),
+        Some(Owner::Local(2))
+    );
+    assert_eq!(registry.counts().peers, 1);
+    registry.apply_twin_peer(twin_peer(1, 7), SECOND);
+    assert_eq!(
+        registry.owner(InfoHash([1; 20]), PeerId([7; 20])),
+        Some(Owner::Local(2))
+    );
+}
+
+#[test]
+fn a_stop_or_leave_never_removes_a_record_its_connection_does_not_own() {
+    let mut registry = Registry::new(limits());
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut sync = Vec::new();
+    // The twin link is down, so the id is free here; still, only a record of one's own goes.
+    registry.apply_twin_peer(twin_peer(1, 7), SECOND);
+    registry
+        .handle_announce(
+            2,
+            &announce(1, 7, AnnounceEvent::Stopped, 0),
+            SECOND,
+            &mut rng,
+            &mut sync,
+        )
+        .unwrap();
+    registry
+        .handle_leave(2, InfoHash([1; 20]), PeerId([7; 20]), &mut sync)
+        .unwrap();
+    assert_eq!(
+        registry.owner(InfoHash([1; 20]), PeerId([7; 20])),
+        Some(Owner::Twin)
+    );
+    assert!(sync.is_empty());
+}
+
+#[test]
+fn a_peer_id_is_free_again_once_its_connection_left_every_swarm() {
+    let mut registry = Registry::new(limits());
+    let mut rng = StdRng::seed_from_u64(10);
+    let mut sync = Vec::new();
+    for swarm in [1, 2] {
+        registry
+            .handle_announce(
+                1,
+                &announce(swarm, 7, AnnounceEvent::Started, 0),
+                SECOND,
+                &mut rng,
+                &mut sync,
+            )
+            .unwrap();
+    }
+    registry
+        .handle_leave(1, InfoHash([1; 20]), PeerId([7; 20]), &mut sync)
+        .unwrap();
+    let early = registry.handle_announce(
+        2,
+        &announce(3, 7, AnnounceEvent::Started, 0),
+        SECOND,
+        &mut rng,
+        &mut sync,
+    );
+    assert_eq!(
+        early.unwrap_err().0,
+        ErrorCode::PeerIdTaken,
+        "still in swarm 2"
+    );
+    registry
+        .handle_announce(
+            1,
+            &announce(2, 7, AnnounceEvent::Stopped, 0),
+            SECOND,
+            &mut rng,
+            &mut sync,
+        )
+        .unwrap();
+    assert_eq!(registry.counts(), RegistryCounts::default());
+    registry
+        .handle_announce(
+            2,
+            &announce(3, 7, AnnounceEvent::Started, 0),
+            SECOND,
+            &mut rng,
+            &mut sync,
+        )
+        .unwrap();
+}
+
+/// One step of the registry's life, for the property test.
+#[derive(Debug, Clone)]
+enum Step {
+    Announce {
+        conn: u64,
+        info: u8,
+        peer: u8,
+        event: u8,
+        complete: bool,
+    },
+    Leave {
+        conn: u64,
+        info: u8,
+        peer: u8,
+    },
+    Close {
+        conn: u64,
+    },
+    TwinPeer {
+        info: u8,
+        peer: u8,
+    },
+    TwinRemoval {
+        info: u8,
+        peer: u8,
+    },
+    TwinState {
+        peers: Vec<(u8, u8)>,
+    },
+    TwinLinked(bool),
+    Expire {
+        after_secs: u64,
+    },
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (1..4u64, 1..4u8, 1..6u8, 0..3u8, any::<bool>()).prop_map(|(conn, info, peer, event, complete)| Step::Announce { conn, info, peer, event, complete }),
+        1 => (1..4u64, 1..4u8, 1..6u8).prop_map(|(conn, info, peer)| Step::Leave { conn, info, peer }),
+        1 => (1..4u64).prop_map(|conn| Step::Close { conn }),
+        2 => (1..4u8, 1..8u8).prop_map(|(info, peer)| Step::TwinPeer { info, peer }),
+        1 => (1..4u8, 1..8u8).prop_map(|(info, peer)| Step::TwinRemoval { info, peer }),
+        1 => proptest::collection::vec((1..4u8, 1..8u8), 0..4).prop_map(|peers| Step::TwinState { peers }),
+        1 => any::<bool>().prop_map(Step::TwinLinked),
+        1 => (0..200u64).prop_map(|after_secs| Step::Expire { after_secs }),
+    ]
+}
+
+/// The totals, counted the slow way from the records themselves.
+fn recount(registry: &Registry) -> RegistryCounts {
+    let records = registry
+        .swarms
+        .values()
+        .flat_map(|swarm| swarm.peers.values());
+    let local_connections: HashSet<ConnectionId> = records
+        .clone()
+        .filter_map(|record| match record.owner {
+            Owner::Local(conn) => Some(conn),
+            Owner::Twin => None,
+        })
+        .collect();
+    RegistryCounts {
+        swarms: registry.swarms.len(),
+        peers: records.clone().count(),
+        seeders: records.filter(|record| record.complete).count(),
+        peer_connections: local_connections.len(),
+    }
+}
+
+proptest::proptest! {
+    /// Whatever happens, the kept counts match the records, a peer id is never held by two
+    /// connections, and no swarm is left empty.
+    #[test]
+    fn counts_and_bindings_always_match_the_records(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut registry = Registry::new(limits());
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut now = SECOND;
+        for step in steps {
+            let mut sync = Vec::new();
+            match step {
+                Step::Announce { conn, info, peer, event, complete } => {
+                    let event = [AnnounceEvent::Started, AnnounceEvent::Update, AnnounceEvent::Stopped][usize::from(event)];
+                    let _ = registry.handle_announce(conn, &announce(info, peer, event, u64::from(!complete)), now, &mut rng, &mut sync);
+                }
+                Step::Leave { conn, info, peer } => {
+                    let _ = registry.handle_leave(conn, InfoHash([info; 20]), PeerId([peer; 20]), &mut sync);
+                }
+                Step::Close { conn } => registry.handle_connection_closed(conn, &mut sync),
+                Step::TwinPeer { info, peer } => registry.apply_twin_peer(twin_peer(info, peer), now),
+                Step::TwinRemoval { info, peer } => registry.apply_twin_removal(InfoHash([info; 20]), PeerId([peer; 20])),
+                Step::TwinState { peers } => registry.replace_twin_state(peers.into_iter().map(|(i, p)| twin_peer(i, p)).collect(), now),
+                Step::TwinLinked(linked) => registry.set_twin_linked(linked),
+                Step::Expire { after_secs } => {
+                    now += Duration::from_secs(after_secs);
+                    registry.expire(now, &mut sync);
+                }
+            }
+            proptest::prop_assert_eq!(registry.counts(), recount(&registry));
+            proptest::prop_assert!(registry.swarms.values().all(|swarm| !swarm.peers.is_empty()));
+            let mut owners: HashMap<PeerId, ConnectionId> = HashMap::new();
+            for swarm in registry.swarms.values() {
+                for (peer_id, record) in &swarm.peers {
+                    if let Owner::Local(conn) = record.owner {
+                        proptest::prop_assert_eq!(*owners.entry(*peer_id).or_insert(conn), conn);
+                        proptest::prop_assert_eq!(registry.bindings[peer_id].conn, conn);
+                    }
+                }
+            }
+            let bound_records: usize = registry.bindings.values().map(|b| b.records).sum();
+            let local_records = registry.swarms.values().flat_map(|s| s.peers.values()).filter(|r| matches!(r.owner, Owner::Local(_))).count();
+            proptest::prop_assert_eq!(bound_records, local_records);
+        }
+    }
+}
