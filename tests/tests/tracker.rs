@@ -80,6 +80,11 @@ async fn wait_for_peer(url: &str, info_hash: InfoHash, asker: u8, peer: u8, pres
             .request(&announce(info_hash, asker, AnnounceEvent::Update))
             .await;
         if peer_ids(&reply).contains(&PeerId([peer; 20])) == present {
+            // Leave now, so the asker's id is free for the next call at once, whenever this
+            // connection's close is handled.
+            client
+                .request(&announce(info_hash, asker, AnnounceEvent::Stopped))
+                .await;
             return;
         }
         assert!(
