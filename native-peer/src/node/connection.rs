@@ -78,6 +78,20 @@ where
     }
 }
 
+/// How long a write may make no progress before the peer is dropped as one that does not
+/// read: its requests would otherwise hold our buffers, and the connection, forever.
+pub const WRITE_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `write`, failed if the peer does not take it within [`WRITE_STALL_TIMEOUT`].
+async fn unless_stalled<T>(
+    write: impl std::future::Future<Output = Result<T, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(WRITE_STALL_TIMEOUT, write).await {
+        Ok(result) => Ok(result?),
+        Err(_) => bail!("the peer has not read what we sent for {WRITE_STALL_TIMEOUT:?}"),
+    }
+}
+
 /// How long a stopping connection waits to send its close frame.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -95,11 +109,11 @@ where
     for message in messages {
         if let (Message::Piece { data, .. }, Some(limit)) = (&message, upload_limit) {
             // Send what is queued first, so the wait does not hold back earlier messages.
-            socket.flush().await?;
+            unless_stalled(socket.flush()).await?;
             limit.acquire(data.len()).await;
         }
-        socket.feed(WsMessage::Binary(message.to_bytes())).await?;
+        unless_stalled(socket.feed(WsMessage::Binary(message.to_bytes()))).await?;
     }
-    socket.flush().await?;
+    unless_stalled(socket.flush()).await?;
     Ok(())
 }

@@ -124,6 +124,70 @@ async fn the_timers_close_a_silent_peer() {
     torrent.stop();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_asks_for_blocks_and_never_reads_is_dropped() {
+    use futures::SinkExt;
+    use mtorrent_shared::wire::{BlockRequest, Handshake, Message, PROTOCOL_VERSION};
+    use mtorrent_shared::BLOCK_SIZE;
+    let dir = tempfile::tempdir().unwrap();
+    let data = vec![9; PIECE_SIZE as usize * 4];
+    let metainfo = metainfo(&data);
+    let lengths = metainfo.lengths();
+    let source = dir.path().join("source");
+    std::fs::write(&source, &data).unwrap();
+    let info_hash = metainfo.info_hash();
+    let seeder = Torrent::new(
+        metainfo,
+        Storage::open_existing(&source, lengths, false).unwrap(),
+        Bitfield::full(4),
+        PeerId([1; 20]),
+        4,
+    );
+    let timers = seeder.clone();
+    tokio::spawn(async move { timers.run_timers().await });
+    // A small pipe, so a peer that does not read stops our writes early.
+    let (a, b) = tokio::io::duplex(64 * 1024);
+    let ours = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
+    let mut greedy = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+    let started = tokio::time::Instant::now();
+    let connection = tokio::spawn(connection::run(seeder.clone(), ours, None, None));
+    let mut asks = vec![
+        Message::Handshake(Handshake {
+            version: PROTOCOL_VERSION,
+            info_hash,
+            peer_id: PeerId([6; 20]),
+            max_requests: 16,
+        }),
+        Message::Bitfield(Bitfield::new(4).to_wire().into()),
+        Message::Interested,
+    ];
+    asks.extend((0..4 * PIECE_SIZE / BLOCK_SIZE).map(|block| {
+        Message::Request(BlockRequest {
+            piece: block * BLOCK_SIZE / PIECE_SIZE,
+            offset: block * BLOCK_SIZE % PIECE_SIZE,
+            length: BLOCK_SIZE,
+        })
+    }));
+    for ask in asks {
+        let frame = tokio_tungstenite::tungstenite::Message::Binary(ask.to_bytes());
+        if greedy.send(frame).await.is_err() {
+            break;
+        }
+    }
+    // It never reads: the connection ends once our writes have stalled long enough, well
+    // before the 120 s a silent peer is given.
+    let ended = tokio::time::timeout(Duration::from_secs(100), connection)
+        .await
+        .expect("the connection ends")
+        .unwrap();
+    let error = ended.expect_err("a peer that does not read is an error");
+    assert!(error.to_string().contains("has not read"), "{error:#}");
+    assert!(started.elapsed() >= connection::WRITE_STALL_TIMEOUT);
+    assert!(seeder.uploaded() < data.len() as u64);
+    seeder.stop();
+    drop(greedy);
+}
+
 #[tokio::test]
 async fn stopping_ends_the_timers() {
     let dir = tempfile::tempdir().unwrap();
