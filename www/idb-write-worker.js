@@ -1,7 +1,7 @@
 // Checks a download's pieces and stores the good ones in IndexedDB (www/piece-db.js), for
 // pages that are not a secure context and so have neither the Origin Private File System nor
-// WebCrypto: each piece is hashed with the peer's WebAssembly SHA-1, and the pieces that arrive
-// together are stored in one transaction. The same messages as write-worker.js, each with an
+// WebCrypto: each piece is hashed with the peer's WebAssembly SHA-1, and good pieces are stored
+// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. The same messages as write-worker.js, each with an
 // `id`: {open: {file, size, pieceSize}} (`file` is the download's key), {write: {offset, blocks,
 // sha1}} (store the piece made of `blocks`, in order, if its SHA-1 is `sha1`), {close: true}
 // (once every stored piece has committed) and {abort: true} (later writes fail). Out: {id} once
@@ -9,6 +9,11 @@
 
 import init, { pieceMatches } from "./pkg/mtorrent_web_peer.js";
 import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
+
+/** The most pieces stored in one record (8 MiB). */
+const BATCH_PIECES = 16;
+/** How long a batch waits for more pieces once it has one. */
+const BATCH_MS = 20;
 
 const ready = init();
 let db, key, pieceBytes;
@@ -32,18 +37,27 @@ function writeIfHashIs({ offset, blocks, sha1 }) {
   if (!pieceMatches(blocks, sha1)) return Promise.resolve(false);
   if (!batch) {
     const pieces = [];
-    const stored = new Promise((resolve) => setTimeout(resolve, 0)).then(() => {
-      batch = undefined;
+    let full;
+    const stored = new Promise((resolve) => {
+      full = resolve;
+      setTimeout(resolve, BATCH_MS);
+    }).then(() => {
+      if (batch?.pieces === pieces) batch = undefined;
       if (!db) throw new Error("the download's storage is closed");
       return putPieces(db, key, pieces);
     });
-    batch = { pieces, stored };
+    batch = { pieces, stored, full };
     pending.add(stored);
     const done = () => pending.delete(stored);
     stored.then(done, done);
   }
-  batch.pieces.push({ index: offset / pieceBytes, blob: new Blob(blocks) });
-  return batch.stored.then(() => true);
+  const { pieces, stored, full } = batch;
+  pieces.push({ index: offset / pieceBytes, parts: blocks });
+  if (pieces.length >= BATCH_PIECES) {
+    batch = undefined;
+    full();
+  }
+  return stored.then(() => true);
 }
 
 async function close() {

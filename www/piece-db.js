@@ -1,6 +1,8 @@
 // Downloads kept in IndexedDB, for pages that have no Origin Private File System (a page that
-// is not a secure context: plain http from another machine). Each verified piece is one record,
-// a Blob, keyed by [download key, piece index]; a finished file is a Blob made of those Blobs,
+// is not a secure context: plain http from another machine). Verified pieces are stored a batch
+// at a time: one record per batch, keyed by [download key, its first piece's index], holding one
+// Blob of the batch's pieces and where each is in it (the browser stores fewer, larger Blobs
+// much faster than one per piece). A finished file is a Blob made of slices of those Blobs,
 // which the browser keeps on disk, so the file is never held in memory whole. A record per
 // download says when it was last worked on, so a page can tell a download another tab is running
 // from one a closed page left behind. Used by the page and by its writing worker.
@@ -43,13 +45,16 @@ export function startDownload(db, key) {
   return committed(transaction);
 }
 
-/** Stores verified pieces of download `key`, `[{index, blob}]`, in one transaction. */
+/** Stores verified pieces of download `key`, `[{index, parts}]` (`parts`: the piece's bytes, as
+ * Blob parts), as one record, in one transaction. */
 export function putPieces(db, key, pieces) {
+  const blob = new Blob(pieces.flatMap((piece) => piece.parts));
+  const lengths = pieces.map((piece) => piece.parts.reduce((sum, part) => sum + (part.byteLength ?? part.size), 0));
+  const record = { blob, indexes: pieces.map((piece) => piece.index), lengths };
   // Relaxed durability: a piece lost to a power cut is fetched again, and the browser need not
   // flush the disk for every batch.
   const transaction = db.transaction([PIECES, DOWNLOADS], "readwrite", { durability: "relaxed" });
-  const store = transaction.objectStore(PIECES);
-  for (const { index, blob } of pieces) store.put(blob, [key, index]);
+  transaction.objectStore(PIECES).put(record, [key, Math.min(...record.indexes)]);
   transaction.objectStore(DOWNLOADS).put({ touched: Date.now() }, key);
   return committed(transaction);
 }
@@ -64,7 +69,16 @@ export function touchDownload(db, key) {
 /** The file of `size` bytes made of download `key`'s pieces, in order, as a `File` named
  * `name` whose parts stay on disk. */
 export async function storedFile(db, key, name, size) {
-  const pieces = await result(db.transaction(PIECES).objectStore(PIECES).getAll(piecesOf(key)));
+  const records = await result(db.transaction(PIECES).objectStore(PIECES).getAll(piecesOf(key)));
+  const pieces = [];
+  for (const { blob, indexes, lengths } of records) {
+    let at = 0;
+    indexes.forEach((index, i) => {
+      pieces[index] = blob.slice(at, at + lengths[i]);
+      at += lengths[i];
+    });
+  }
+  if (pieces.includes(undefined)) throw new Error("a stored piece is missing");
   const file = new File(pieces, name);
   if (file.size !== size) throw new Error(`the stored pieces hold ${file.size} bytes, not ${size}`);
   return file;

@@ -57,7 +57,7 @@ export async function openWriter(key, pieceBytes) {
   const pieces = await database();
   await startDownload(pieces, key);
   return {
-    write: (offset, data) => putPieces(pieces, key, [{ index: offset / pieceBytes, blob: new Blob([data]) }]),
+    write: (offset, data) => putPieces(pieces, key, [{ index: offset / pieceBytes, parts: [data] }]),
     close: async () => {},
     abort: () => discardDownload(pieces, key),
   };
@@ -73,7 +73,8 @@ export async function finishedFile(key, name, size) {
     return (await root.getFileHandle(key)).getFile();
   }
   const file = await storedFile(await database(), key, name, size);
-  await discardDownload(await database(), key);
+  // The file is ready now; its records go in the background.
+  discardDownload(await database(), key).catch((e) => console.warn(`cannot delete the stored pieces: ${e.message ?? e}`));
   return file;
 }
 
