@@ -1,11 +1,12 @@
 // Checks a download's pieces and stores the good ones in IndexedDB (www/piece-db.js), for
 // pages that are not a secure context and so have neither the Origin Private File System nor
 // WebCrypto: each piece is hashed with the peer's WebAssembly SHA-1, and good pieces are stored
-// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. The same messages as write-worker.js, each with an
-// `id`: {open: {file, size, pieceSize}} (`file` is the download's key), {write: {offset, blocks,
-// sha1}} (store the piece made of `blocks`, in order, if its SHA-1 is `sha1`), {close: true}
-// (once every stored piece has committed) and {abort: true} (later writes fail). Out: {id} once
-// done ({id, matched} for a write, once the piece is stored), {id, error}, or {fatal}.
+// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. The
+// same messages as write-worker.js, each with an `id`: {open: {file, size, pieceSize}} (`file`
+// is the download's key), {write: {offset, blocks, sha1}} (store the piece made of `blocks`, in
+// order, if its SHA-1 is `sha1`), {close: true} (once every stored piece has committed) and
+// {abort: true} (later writes fail). Out: {id} once done ({id, matched} for a write, once the
+// piece is stored), {id, error}, or {fatal}.
 
 import init, { pieceMatches } from "./pkg/mtorrent_web_peer.js";
 import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
