@@ -2,6 +2,7 @@
 // shares files and downloads them from native peers, and the list of files this tracker knows.
 
 import init, { BrowserPeer, MtorrentSummary, buildMtorrent, pieceSize } from "./pkg/mtorrent_web_peer.js";
+import { discard, discardAbandonedDownloads, downloadStorage, finishedFile, keepAlive, openWriter, storageLimit, storageName } from "./storage.js";
 
 const wsUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
 /** At most this many workers hash a shared file, one per core. */
@@ -35,11 +36,13 @@ function ask(message) {
   });
 }
 
-/** The two tracker URLs a new .mtorrent names: this tracker first, then its twin. */
+/** The two tracker URLs a new .mtorrent names: this tracker first, then its twin. A page
+ * loaded over https names wss:// trackers only: it could not reach a ws:// one. */
 async function trackerUrls() {
   try {
     const stats = await (await fetch("/stats")).json();
-    return [wsUrl, stats.twin?.url ?? wsUrl];
+    const twin = stats.twin?.url ?? wsUrl;
+    return [wsUrl, location.protocol === "https:" ? twin.replace(/^ws:\/\//i, "wss://") : twin];
   } catch {
     return [wsUrl, wsUrl];
   }
@@ -200,9 +203,10 @@ dropZone.addEventListener("drop", (event) => {
 
 // --- Downloading ---
 
-/** Downloads `bytes` (a .mtorrent) into the private file `name` in a worker, off the page's
- * main thread; the peer's events go to `onPeerEvent`. Returns {finished: Promise<File>, stop}. */
-function workerDownload(bytes, name) {
+/** Downloads `bytes` (a .mtorrent) in a worker, off the page's main thread, into the page's
+ * storage under `key` (storage.js); the peer's events go to `onPeerEvent`. Returns {finished:
+ * Promise<File> (the file, named `name`, of `size` bytes), stop}. */
+function workerDownload(bytes, key, name, size) {
   const worker = new Worker("download-worker.js", { type: "module" });
   let stop;
   const finished = new Promise((resolve, reject) => {
@@ -213,8 +217,7 @@ function workerDownload(bytes, name) {
         onPeerEvent(message.event);
       } else if (message.done) {
         worker.terminate();
-        const root = await navigator.storage.getDirectory();
-        resolve(await (await root.getFileHandle(name)).getFile());
+        finishedFile(key, name, size).then(resolve, reject);
       } else if (message.error) {
         worker.terminate();
         reject(new Error(message.error));
@@ -222,29 +225,27 @@ function workerDownload(bytes, name) {
     };
     worker.onerror = (event) => { worker.terminate(); reject(new Error(event.message)); };
   });
-  worker.postMessage({ start: { document: bytes, file: name } });
+  worker.postMessage({ start: { document: bytes, file: key, storage: downloadStorage } });
   return { finished, stop };
 }
 
 /** The same on the page's main thread, for browsers without module workers. */
-function pageDownload(bytes, name) {
+function pageDownload(bytes, key, name, size) {
   let stopped = false;
   const infoHash = MtorrentSummary.parse(bytes).infoHash;
   const finished = (async () => {
-    const root = await navigator.storage.getDirectory();
-    const handle = await root.getFileHandle(name, { create: true });
-    const writable = await handle.createWritable({ keepExistingData: false });
+    const writer = await openWriter(key, pieceSize());
     let queue = Promise.resolve();
     try {
       await peer.download(bytes, {
         read: () => Promise.reject(new Error("a download is read only once it is complete")),
-        write: (offset, data) => (queue = queue.then(() => writable.write({ type: "write", position: offset, data }))),
+        write: (offset, data) => (queue = queue.then(() => writer.write(offset, data))),
       });
       await queue;
-      await writable.close();
-      return handle.getFile();
+      await writer.close();
+      return finishedFile(key, name, size);
     } catch (e) {
-      await writable.abort().catch(() => {});
+      await writer.abort().catch(() => {});
       throw e;
     }
   })();
@@ -275,13 +276,19 @@ async function download(bytes) {
   $("download-stats").hidden = false;
   const started = performance.now();
   let lastBytes = 0, lastTime = started, peers = 0, seenPeer = false;
+  /** Peers of the tracker's latest reply this page cannot reach, and one line saying why. */
+  let skipped = 0;
+  const skippedNotice = document.createElement("li");
+  const unreachableOnly = () => `None of the ${skipped} peer(s) that have ${name} can be reached from this page: ` +
+    "it is loaded over https, and they accept only unencrypted ws:// connections. Waiting for a peer this page can reach…";
   const noPeerTimer = setInterval(() => {
     if (peers === 0 && performance.now() - lastTime > NO_PEER_NOTICE_MS) {
-      setStatus(status, seenPeer
+      setStatus(status, skipped > 0 ? unreachableOnly() : seenPeer
         ? `Lost the connection to every peer of ${name}; waiting for one to come back…`
         : `No peer has ${name} right now; waiting for one to come online…`, "waiting");
     }
   }, 1000);
+  warnIfTooLarge(size, warnings);
   listeners.set(summary.infoHash, (event) => {
     if (event.type === "progress") {
       peers = event.peers;
@@ -297,14 +304,23 @@ async function download(bytes) {
       if (peers > 0 && status.dataset.state !== "saving" && status.dataset.state !== "done") setStatus(status, `Downloading ${name}: ${Math.floor(progress.value * 100)}% from ${peers} peer(s)`, "downloading");
     } else if (event.type === "swarm" && event.seeders === 0 && peers === 0) {
       setStatus(status, `No peer has ${name} right now; waiting for one to come online…`, "waiting");
+    } else if (event.type === "unreachable") {
+      skipped = event.skipped;
+      skippedNotice.textContent = `Skipped ${skipped} peer(s) of ${name}: ${event.reason}.`;
+      skippedNotice.className = "skipped";
+      if (!skippedNotice.isConnected) warnings.append(skippedNotice);
+      if (event.reachable === 0 && peers === 0) setStatus(status, unreachableOnly(), "waiting");
     } else if (event.type === "warning") {
       const item = document.createElement("li");
       item.textContent = event.message;
       warnings.append(item);
     }
   });
-  const run = (window.Worker ? workerDownload : pageDownload)(bytes, `${summary.infoHash}.part`);
+  const key = `${summary.infoHash}.part`;
+  const run = (window.Worker ? workerDownload : pageDownload)(bytes, key, name, size);
+  run.key = key;
   currentDownload = run;
+  const stopKeepingAlive = keepAlive(key);
   try {
     const file = await run.finished;
     const seconds = (performance.now() - started) / 1000;
@@ -324,9 +340,38 @@ async function download(bytes) {
   } catch (e) {
     // A download replaced by another one says nothing.
     if (currentDownload === run) setStatus(status, `The download of ${name} stopped: ${e.message ?? e}`, "error");
+    // What it stored goes, unless a new download of the same file now uses it.
+    if (currentDownload === run || currentDownload?.key !== key) discard(key).catch(() => {});
   } finally {
     clearInterval(noPeerTimer);
+    stopKeepingAlive();
   }
+}
+
+/** Adds a warning to `warnings` if a file of `size` bytes does not fit in what the browser lets
+ * the page keep. */
+async function warnIfTooLarge(size, warnings) {
+  const limit = await storageLimit();
+  if (limit && size > limit.quota - limit.usage) {
+    const item = document.createElement("li");
+    item.textContent = `This file (${humanSize(size)}) is larger than the ${humanSize(limit.quota - limit.usage)} this browser lets the page keep: the download will stop when that is full.`;
+    warnings.append(item);
+  }
+}
+
+/** Says where downloads are kept and how much the browser lets the page keep. */
+async function showStorage() {
+  const element = $("storage-status");
+  const limit = await storageLimit();
+  element.dataset.storage = downloadStorage;
+  element.dataset.quota = limit ? String(limit.quota) : "";
+  const why = downloadStorage === "indexeddb"
+    ? " (this page is not a secure context, so it has no private file system, and checks pieces with its own SHA-1)"
+    : "";
+  const room = limit
+    ? `this browser lets the page keep up to ${humanSize(limit.quota)} (${humanSize(limit.usage)} in use).`
+    : "this browser does not say how much it lets the page keep.";
+  element.textContent = `Downloads are kept in ${storageName}${why} until you save them; ${room}`;
 }
 
 $("download-mtorrent").addEventListener("change", async (event) => {
@@ -411,6 +456,9 @@ async function showStats() {
 $("refresh").addEventListener("click", () => { showFiles(); showStats(); });
 showFiles();
 showStats();
+showStorage();
+// Pieces a closed page left in IndexedDB go.
+discardAbandonedDownloads().catch((e) => console.warn(`cannot clean the stored downloads: ${e.message ?? e}`));
 
 try {
   await init();

@@ -1,18 +1,23 @@
 // Downloads a file off the page's main thread: the browser peer runs here and receives every
-// piece; a second worker (write-worker.js) checks each piece's SHA-1 and writes the good ones
-// in place into the Origin Private File System. So receiving, and checking and writing, run
-// on two cores, and the page stays responsive. Message in: {start: {document, file}} (the
-// .mtorrent's bytes, the private file's name); the page stops a download by ending this worker.
-// Out: {event} (the peer's events), {done}, {error}.
+// piece; a second worker checks each piece's SHA-1 and stores the good ones: write-worker.js
+// (WebCrypto, in place into the Origin Private File System) or, on a page that is not a secure
+// context, idb-write-worker.js (WebAssembly SHA-1, into IndexedDB). So receiving, and checking
+// and writing, run on two cores, and the page stays responsive. Message in: {start: {document,
+// file, storage}} (the .mtorrent's bytes, the private file's name or the download's IndexedDB
+// key, and "opfs" or "indexeddb"); the page stops a download by ending this worker. Out:
+// {event} (the peer's events), {done}, {error}.
 
-import init, { BrowserPeer, MtorrentSummary } from "./pkg/mtorrent_web_peer.js";
+import init, { BrowserPeer, MtorrentSummary, pieceSize } from "./pkg/mtorrent_web_peer.js";
+
+/** The writing worker of each kind of storage. */
+const WRITERS = { opfs: "write-worker.js", indexeddb: "idb-write-worker.js" };
 
 const ready = init();
 let peer;
 
 /** The writing worker, as calls that resolve when it has done what was asked. */
-function startWriter() {
-  const worker = new Worker(new URL("write-worker.js", import.meta.url), { type: "module" });
+function startWriter(storage) {
+  const worker = new Worker(new URL(WRITERS[storage], import.meta.url), { type: "module" });
   const waiting = new Map();
   let next = 0;
   let failure;
@@ -39,13 +44,13 @@ function startWriter() {
   return { call, terminate: () => worker.terminate() };
 }
 
-async function download({ document, file }) {
+async function download({ document, file, storage }) {
   const summary = MtorrentSummary.parse(document);
   const size = summary.size;
   summary.free();
-  const writer = startWriter();
+  const writer = startWriter(storage);
   try {
-    await writer.call({ open: { file, size } });
+    await writer.call({ open: { file, size, pieceSize: pieceSize() } });
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: () => Promise.reject(new Error("writeIfHashIs is used")),

@@ -11,6 +11,11 @@ use serde_json::{json, Value};
 /// How long a page may take to reach a state a test waits for.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A host name that Chromium, started by [`Browser::start_insecure`], maps to 127.0.0.1: a page
+/// opened at `http://mtorrent.test:PORT/` is not a secure context (only https and the local
+/// machine's own names are), as a page opened over plain http from another machine is not.
+pub const INSECURE_HOST: &str = "mtorrent.test";
+
 /// A running headless Chromium.
 pub struct Browser {
     /// The WebDriver session.
@@ -35,6 +40,27 @@ fn tool(variable: &str, default: &str) -> String {
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// [`Browser::start`], with [`INSECURE_HOST`] resolving to 127.0.0.1.
+    pub async fn start_insecure() -> Browser {
+        Browser::start_with(&[format!(
+            "--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"
+        )])
+        .await
+    }
+
+    /// A browser on the page at `url` (an `http://127.0.0.1:PORT/` URL), opened at
+    /// [`INSECURE_HOST`] instead, so that it is not a secure context; its peer ready.
+    pub async fn on_insecure_page(url: &str) -> Browser {
+        let browser = Browser::start_insecure().await;
+        browser.open(&insecure_url(url)).await;
+        browser
+    }
+
+    /// [`Browser::start`], with more Chromium command-line arguments.
+    pub async fn start_with(extra_args: &[String]) -> Browser {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().unwrap().port()
@@ -46,16 +72,26 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts (Debian package chromium-driver; scripts/setup.sh)");
         let profile = tempfile::tempdir().expect("a profile directory");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra_args);
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": tool("CHROMIUM", "/usr/bin/chromium"),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
+                "args": args,
             },
         });
         let Value::Object(capabilities) = capabilities else {
@@ -170,6 +206,31 @@ impl Browser {
             .await;
         value.as_str().expect("a hex digest").to_owned()
     }
+
+    /// The bytes behind the link `id` (an object URL), as hex: for small files, on pages
+    /// without WebCrypto.
+    pub async fn hex_of_link(&self, id: &str) -> String {
+        let value = self
+            .eval(&format!(
+                "const href = document.getElementById({id:?}).href;
+                 const digits = [...Array(256).keys()].map((x) => x.toString(16).padStart(2, '0'));
+                 return fetch(href).then((r) => r.arrayBuffer()).then((b) => {{
+                   const bytes = new Uint8Array(b);
+                   const parts = [];
+                   for (let at = 0; at < bytes.length; at += 65536) {{
+                     parts.push(Array.from(bytes.subarray(at, at + 65536), (x) => digits[x]).join(''));
+                   }}
+                   return parts.join('');
+                 }});"
+            ))
+            .await;
+        value.as_str().expect("hex").to_owned()
+    }
+}
+
+/// `url` (an `http://127.0.0.1:PORT/...` URL) at [`INSECURE_HOST`].
+pub fn insecure_url(url: &str) -> String {
+    url.replacen("127.0.0.1", INSECURE_HOST, 1)
 }
 
 impl Drop for Browser {

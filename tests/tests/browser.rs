@@ -256,3 +256,166 @@ async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
         "the corrupt peer's pieces were caught: {warnings:?}"
     );
 }
+
+/// The page, opened at an address that is not a secure context (as plain http from another
+/// machine is not), its peer ready.
+async fn insecure_page(trackers: &Trackers) -> Browser {
+    let browser = Browser::on_insecure_page(&trackers.page_url()).await;
+    let secure = browser.eval("return window.isSecureContext;").await;
+    assert_eq!(
+        secure,
+        serde_json::json!(false),
+        "the page is not a secure context"
+    );
+    browser
+}
+
+/// How many pieces and downloads the page keeps in IndexedDB.
+async fn stored_in_indexeddb(browser: &Browser) -> serde_json::Value {
+    browser
+        .eval(
+            "return import('./piece-db.js').then(async ({ openPieceDb }) => {
+               const db = await openPieceDb();
+               const count = (store) => new Promise((resolve, reject) => {
+                 const request = db.transaction(store).objectStore(store).count();
+                 request.onsuccess = () => resolve(request.result);
+                 request.onerror = () => reject(request.error);
+               });
+               const counts = [await count('pieces'), await count('downloads')];
+               db.close();
+               return counts;
+             });",
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_is_not_a_secure_context_downloads_into_indexeddb_and_keeps_no_piece() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(5 << 20 | 321, 45);
+    let seeder = share(&dir, "seeder", "plain.bin", &data, &trackers);
+    let browser = insecure_page(&trackers).await;
+    browser
+        .choose_file("download-mtorrent", &dir.join("plain.bin.mtorrent"))
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    // What the user saves is the file, byte for byte.
+    let saved = hex::decode(browser.hex_of_link("download-save").await).unwrap();
+    assert!(saved == data, "the saved file differs from the seeded one");
+    // The file is built; its pieces are not kept twice.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored_in_indexeddb(&browser).await != serde_json::json!([0, 0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pieces stay in IndexedDB"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The page seeds what it downloaded, from the pieces the browser still holds for it: the
+    // only seeder left.
+    drop(seeder);
+    let leecher = get_and_seed(&dir, "leecher", &dir.join("plain.bin.mtorrent"));
+    wait_for_file(dir.join("leecher/plain.bin"), data).await;
+    drop(leecher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_where_it_keeps_downloads_and_how_much_it_may_keep() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    for (browser, storage, name) in [
+        (
+            Browser::on_page(&trackers.page_url()).await,
+            "opfs",
+            "Origin Private File System",
+        ),
+        (insecure_page(&trackers).await, "indexeddb", "IndexedDB"),
+    ] {
+        let shown = browser
+            .eval(
+                "const e = document.getElementById('storage-status');
+                 return [e.dataset.storage, Number(e.dataset.quota), e.checkVisibility(), e.textContent];",
+            )
+            .await;
+        assert_eq!(shown[0], storage, "{shown}");
+        assert!(
+            shown[1].as_f64().is_some_and(|quota| quota > 0.0),
+            "{shown}"
+        );
+        assert_eq!(shown[2], true, "{shown}");
+        let text = shown[3].as_str().unwrap();
+        assert!(
+            text.contains(name) && text.contains("up to") && text.contains("iB"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_is_not_a_secure_context_drops_pieces_a_closed_page_left() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let browser = insecure_page(&trackers).await;
+    // A download a closed page left behind, and one another tab is running now.
+    browser
+        .eval(
+            "return import('./piece-db.js').then(async ({ openPieceDb, putPieces }) => {
+               const db = await openPieceDb();
+               await putPieces(db, 'left.part', [{ index: 0, parts: [new Uint8Array(1)] }]);
+               await putPieces(db, 'running.part', [{ index: 0, parts: [new Uint8Array(1)] }]);
+               const transaction = db.transaction('downloads', 'readwrite');
+               transaction.objectStore('downloads').put({ touched: Date.now() - 3600000 }, 'left.part');
+               await new Promise((resolve) => { transaction.oncomplete = resolve; });
+               db.close();
+             });",
+        )
+        .await;
+    assert_eq!(
+        stored_in_indexeddb(&browser).await,
+        serde_json::json!([2, 2])
+    );
+    browser
+        .open(&mtorrent_e2e::browser::insecure_url(&trackers.page_url()))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stored_in_indexeddb(&browser).await != serde_json::json!([1, 1]) {
+        assert!(std::time::Instant::now() < deadline, "the left pieces stay");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_peer_downloads_a_file_a_page_that_is_not_a_secure_context_shares() {
+    require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(4 << 20 | 77, 46);
+    let file = dir.write("from-plain-http.bin", &data);
+    let browser = insecure_page(&trackers).await;
+    let document = share_in_page(&browser, &file).await;
+    // The page names its trackers by the address it was opened at, which only the browser
+    // resolves; the native peer reaches the same trackers at 127.0.0.1 (trackers are not part
+    // of the file's identity).
+    let metainfo = Metainfo::from_json(document.as_bytes()).expect("a valid .mtorrent");
+    assert!(
+        metainfo.trackers()[0].starts_with("ws://mtorrent.test:"),
+        "{document}"
+    );
+    let native = Metainfo::new(
+        [trackers.one.ws_url(), trackers.two.ws_url()],
+        metainfo.name().to_owned(),
+        metainfo.size(),
+        metainfo.piece_hashes().to_vec(),
+    )
+    .unwrap();
+    assert_eq!(native.info_hash(), metainfo.info_hash());
+    let mtorrent = dir.write("from-plain-http.bin.mtorrent", native.to_json());
+    let leecher = get_and_seed(&dir, "leecher", &mtorrent);
+    wait_for_file(dir.join("leecher/from-plain-http.bin"), data).await;
+    drop(leecher);
+    wait_for_upload(&browser, "from-plain-http.bin").await;
+}

@@ -39,6 +39,18 @@ pub enum PeerEvent {
         /// The tracker now in use.
         url: String,
     },
+    /// Peers the tracker named that this page cannot open a connection to, skipped: a page
+    /// loaded over https cannot open `ws://` connections.
+    Unreachable {
+        /// The file.
+        info_hash: String,
+        /// How many peers of the tracker's latest reply were skipped.
+        skipped: usize,
+        /// How many of its peers remain that the page can reach.
+        reachable: usize,
+        /// Why, for people.
+        reason: String,
+    },
     /// Something went wrong that the user should know about; the peer goes on if it can.
     Warning {
         /// The file, if it is about one.

@@ -13,6 +13,7 @@ mod clock;
 mod connection;
 mod digest;
 mod events;
+mod origin;
 mod piece_buffer;
 mod socket;
 mod store;
@@ -27,6 +28,7 @@ use futures::channel::mpsc;
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use wasm_bindgen::prelude::*;
 
+pub use digest::piece_matches;
 pub use events::PeerEvent;
 pub use store::PieceStore;
 use swarm::Swarm;
@@ -186,7 +188,7 @@ pub struct BrowserPeer {
 #[wasm_bindgen]
 impl BrowserPeer {
     /// A peer with a fresh random id; `on_event` is called with every event (an object with a
-    /// `type`: `progress`, `swarm`, `tracker` or `warning`).
+    /// `type`: `progress`, `swarm`, `tracker`, `unreachable` or `warning`).
     #[wasm_bindgen(constructor)]
     pub fn new(on_event: js_sys::Function) -> BrowserPeer {
         // A panic is a bug: say so on the console rather than failing silently.

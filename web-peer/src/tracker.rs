@@ -20,6 +20,7 @@ use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent, InfoHa
 use crate::clock;
 use crate::connection;
 use crate::events::{EventSink, PeerEvent};
+use crate::origin;
 use crate::swarm::Swarm;
 
 /// How many peers a download dials at most at once.
@@ -177,8 +178,17 @@ impl Client {
                     dial,
                 } => {
                     if let Some((swarm, _)) = self.swarms.get(&info_hash) {
-                        if swarm.is_seeding() && !swarm.is_connected(from) {
+                        let wanted = swarm.is_seeding() && !swarm.is_connected(from);
+                        if wanted && origin::reachable(&dial, origin::page_is_https()) {
                             connection::dial(swarm.clone(), dial);
+                        } else if wanted {
+                            self.events.emit(&PeerEvent::Warning {
+                                info_hash: Some(info_hash.to_hex()),
+                                message: format!(
+                                    "a peer at {dial} asked for this file, but {}",
+                                    origin::MIXED_CONTENT
+                                ),
+                            });
                         }
                     }
                 }
@@ -195,19 +205,36 @@ impl Client {
         }
     }
 
+    /// Dials the peers of the tracker's reply that the download needs; peers this page cannot
+    /// reach (`ws://` ones, from an https page) are skipped, and the page hears how many.
     fn dial_for_download(&self, swarm: &Rc<Swarm>, peers: Vec<PeerInfo>) {
         if swarm.is_complete() || swarm.is_seeding() {
             return;
         }
-        for peer in peers {
+        let https = origin::page_is_https();
+        let (reachable, skipped): (Vec<String>, Vec<String>) = peers
+            .into_iter()
+            .filter(|peer| peer.peer_id != self.peer_id)
+            .filter_map(|peer| match peer.address {
+                PeerAddress::Native { url } => Some((peer.peer_id, url)),
+                _ => None,
+            })
+            .filter(|(peer_id, _)| !swarm.is_connected(*peer_id))
+            .map(|(_, url)| url)
+            .partition(|url| origin::reachable(url, https));
+        if !skipped.is_empty() {
+            self.events.emit(&PeerEvent::Unreachable {
+                info_hash: swarm.metainfo.info_hash().to_hex(),
+                skipped: skipped.len(),
+                reachable: reachable.len() + swarm.peer_count(),
+                reason: origin::MIXED_CONTENT.to_owned(),
+            });
+        }
+        for url in reachable {
             if swarm.peer_count() >= MAX_DOWNLOAD_PEERS {
                 break;
             }
-            if let PeerAddress::Native { url } = peer.address {
-                if !swarm.is_connected(peer.peer_id) && peer.peer_id != self.peer_id {
-                    connection::dial(swarm.clone(), url);
-                }
-            }
+            connection::dial(swarm.clone(), url);
         }
     }
 

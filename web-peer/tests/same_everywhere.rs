@@ -167,3 +167,44 @@ fn tracker_messages_round_trip() {
     assert_eq!(ToTracker::decode(&announce.encode()).unwrap(), announce);
     assert!(ToTracker::decode("{\"type\":\"announce\"}").is_err());
 }
+
+/// The writer of a page without WebCrypto checks each piece, given as its blocks, with
+/// `pieceMatches`: the piece's SHA-1, whatever its blocks, and nothing else.
+#[cfg(target_arch = "wasm32")]
+#[test]
+fn a_piece_matches_its_sha1_from_its_blocks_only() {
+    use mtorrent_shared::PieceHash;
+    use mtorrent_web_peer::piece_matches;
+    let piece = sample(524_288);
+    let expected = PieceHash::of(&piece).0;
+    let blocks = |cuts: &[usize]| -> js_sys::Array {
+        let mut at = 0;
+        cuts.iter()
+            .chain([piece.len()].iter())
+            .map(|&end| {
+                let block = js_sys::Uint8Array::from(&piece[at..end]);
+                at = end;
+                block
+            })
+            .collect()
+    };
+    assert!(piece_matches(&blocks(&[]), &expected));
+    assert!(piece_matches(&blocks(&[262_144]), &expected));
+    assert!(piece_matches(&blocks(&[1, 100_000, 400_001]), &expected));
+    // Blocks out of order, a byte changed, a block missing, a wrong hash.
+    let mut reordered = blocks(&[262_144]);
+    reordered.reverse();
+    assert!(!piece_matches(&reordered, &expected));
+    let mut changed = piece.clone();
+    changed[77] ^= 1;
+    assert!(!piece_matches(
+        &[js_sys::Uint8Array::from(&changed[..])]
+            .into_iter()
+            .collect(),
+        &expected
+    ));
+    let missing = blocks(&[262_144]);
+    missing.pop();
+    assert!(!piece_matches(&missing, &expected));
+    assert!(!piece_matches(&blocks(&[]), &[0; 20]));
+}

@@ -12,7 +12,11 @@
 //! and the WebAssembly SHA-1 hashes 256 MiB already in memory, its bound on one core.
 //! Then three `mtorrent share` seeders serve the file and a fresh page downloads it: the time runs
 //! from opening the `.mtorrent` to the last piece verified and written to the Origin Private
-//! File System, and the result's SHA-1 must match.
+//! File System, and the result's SHA-1 must match. Then a fresh page opened at a name that is not
+//! a secure context (Chromium maps `mtorrent.test` to 127.0.0.1), as a page opened over plain
+//! http from another machine is, downloads it again: pieces checked with the WebAssembly SHA-1
+//! and kept in IndexedDB, the time running to the file built from them; every piece of what it
+//! saves must match.
 //! Needs Chromium and chromedriver (`scripts/setup.sh` installs them).
 
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use mtorrent_bench::{generate_file, parse_size, peak_measure, sibling_binary};
-use mtorrent_e2e::browser::Browser;
+use mtorrent_e2e::browser::{Browser, INSECURE_HOST};
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::Trackers;
 
@@ -140,6 +144,26 @@ async fn main() -> Result<()> {
         digest == expected.to_hex(),
         "the page's download differs from the file"
     );
+
+    eprintln!("downloading in a fresh page that is not a secure context (IndexedDB)");
+    drop(browser);
+    let browser = Browser::on_insecure_page(&trackers.page_url()).await;
+    ensure!(
+        browser.eval("return window.isSecureContext;").await == serde_json::json!(false),
+        "the page at {INSECURE_HOST} is a secure context"
+    );
+    browser
+        .choose_file("download-mtorrent", &metainfo_path)
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let insecure_download = mb / seconds_of(&browser, "download-status").await?;
+    eprintln!("page download, not a secure context: {insecure_download:.0} MB/s");
+    let metainfo = mtorrent_shared::Metainfo::from_json(std::fs::read(&metainfo_path)?.as_slice())?;
+    let expected_pieces: String = metainfo.piece_hashes().iter().map(|h| h.to_hex()).collect();
+    ensure!(
+        piece_hashes_of_link(&browser, "download-save").await? == expected_pieces,
+        "the insecure page's download differs from the file"
+    );
     drop(seeders);
 
     println!(
@@ -165,8 +189,32 @@ async fn main() -> Result<()> {
     );
     row("page reading the file only (same workers)", page_reading);
     hashing_row("WebAssembly SHA-1 in memory, one thread", wasm_in_memory);
-    row("page download from 3 native seeders", page_download);
+    row("page download from 3 native seeders (OPFS)", page_download);
+    row(
+        "page download, not a secure context (IndexedDB)",
+        insecure_download,
+    );
     Ok(())
+}
+
+/// The SHA-1 of every piece of the file behind the link `id`, hashed in the page with the
+/// WebAssembly SHA-1 (a page that is not a secure context has no WebCrypto), as hex.
+async fn piece_hashes_of_link(browser: &Browser, id: &str) -> Result<String> {
+    browser
+        .eval(&format!(
+            "return import('./pkg/mtorrent_web_peer.js').then(async ({{ FileHasher }}) => {{
+               const file = await fetch(document.getElementById({id:?}).href).then((r) => r.blob());
+               const hasher = new FileHasher();
+               for (let at = 0; at < file.size; at += 16 << 20) {{
+                 hasher.update(new Uint8Array(await file.slice(at, at + (16 << 20)).arrayBuffer()));
+               }}
+               return [...hasher.finishHashes()].map((x) => x.toString(16).padStart(2, '0')).join('');
+             }});"
+        ))
+        .await
+        .as_str()
+        .map(str::to_owned)
+        .context("the piece hashes of the saved file")
 }
 
 /// A `mtorrent share` of `file` with its own catalog.

@@ -1,0 +1,97 @@
+// Checks a download's pieces and stores the good ones in IndexedDB (www/piece-db.js), for
+// pages that are not a secure context and so have neither the Origin Private File System nor
+// WebCrypto: each piece is hashed with the peer's WebAssembly SHA-1, and good pieces are stored
+// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. The
+// same messages as write-worker.js, each with an `id`: {open: {file, size, pieceSize}} (`file`
+// is the download's key), {write: {offset, blocks, sha1}} (store the piece made of `blocks`, in
+// order, if its SHA-1 is `sha1`), {close: true} (once every stored piece has committed) and
+// {abort: true} (later writes fail). Out: {id} once done ({id, matched} for a write, once the
+// piece is stored), {id, error}, or {fatal}.
+
+import init, { pieceMatches } from "./pkg/mtorrent_web_peer.js";
+import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
+
+/** The most pieces stored in one record (8 MiB). */
+const BATCH_PIECES = 16;
+/** How long a batch waits for more pieces once it has one. */
+const BATCH_MS = 20;
+
+const ready = init();
+let db, key, pieceBytes;
+/** The pieces waiting for the next transaction, and its commit. */
+let batch;
+/** Every transaction not yet committed. */
+const pending = new Set();
+
+async function open({ file, pieceSize }) {
+  await ready;
+  db = await openPieceDb();
+  key = file;
+  pieceBytes = pieceSize;
+  await startDownload(db, key);
+}
+
+/** Stores the piece made of `blocks` at `offset` if its SHA-1 is `sha1`; resolves with whether
+ * it was, once it is stored. Pieces checked in the same turn share one transaction. */
+function writeIfHashIs({ offset, blocks, sha1 }) {
+  if (!db) return Promise.reject(new Error("the download's storage is closed"));
+  if (!pieceMatches(blocks, sha1)) return Promise.resolve(false);
+  if (!batch) {
+    const pieces = [];
+    let full;
+    const stored = new Promise((resolve) => {
+      full = resolve;
+      setTimeout(resolve, BATCH_MS);
+    }).then(() => {
+      if (batch?.pieces === pieces) batch = undefined;
+      if (!db) throw new Error("the download's storage is closed");
+      return putPieces(db, key, pieces);
+    });
+    batch = { pieces, stored, full };
+    pending.add(stored);
+    const done = () => pending.delete(stored);
+    stored.then(done, done);
+  }
+  const { pieces, stored, full } = batch;
+  pieces.push({ index: offset / pieceBytes, parts: blocks });
+  if (pieces.length >= BATCH_PIECES) {
+    batch = undefined;
+    full();
+  }
+  return stored.then(() => true);
+}
+
+async function close() {
+  await Promise.all(pending);
+  db.close();
+  db = undefined;
+}
+
+function abort() {
+  db?.close();
+  db = undefined;
+}
+
+let queue = Promise.resolve();
+
+/** Answers message `id` once `work` settles. */
+const answer = (id, work) => work.then(
+  (matched) => self.postMessage({ id, matched }),
+  (e) => self.postMessage({ id, error: String(e.message ?? e) }),
+);
+
+self.onmessage = ({ data }) => {
+  if (data.abort) {
+    abort();
+    self.postMessage({ id: data.id });
+  } else if (data.write) {
+    // Checked at once, in order after `open`; answered when stored.
+    queue = queue.then(() => { answer(data.id, new Promise((resolve) => resolve(writeIfHashIs(data.write)))); });
+  } else {
+    const work = queue.then(() => (data.open ? open(data.open) : close()));
+    queue = work.catch(() => {});
+    answer(data.id, work.then(() => undefined));
+  }
+};
+
+self.onmessageerror = () => self.postMessage({ fatal: "a piece could not be handed to the writer" });
