@@ -11,6 +11,9 @@ use tokio_rustls::server::TlsStream;
 
 use crate::ServerTls;
 
+/// A TCP connection after its server-side TLS handshake.
+pub type TlsTcpStream = TlsStream<TcpStream>;
+
 /// How [`Incoming`] bounds handshakes.
 #[derive(Debug, Clone, Copy)]
 pub struct IncomingLimits {
@@ -34,7 +37,7 @@ impl Default for IncomingLimits {
 /// handshaking run in background tasks until this is dropped.
 #[derive(Debug)]
 pub struct Incoming {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsTcpStream, SocketAddr)>,
     local_addr: SocketAddr,
     accept_loop: tokio::task::AbortHandle,
 }
@@ -58,7 +61,7 @@ impl Incoming {
     }
 
     /// The next connection whose handshake succeeded.
-    pub async fn accept(&mut self) -> (TlsStream<TcpStream>, SocketAddr) {
+    pub async fn accept(&mut self) -> (TlsTcpStream, SocketAddr) {
         match self.ready.recv().await {
             Some(connection) => connection,
             // The accept loop only ends when this is dropped.
@@ -82,7 +85,7 @@ async fn accept_loop(
     listener: TcpListener,
     tls: ServerTls,
     limits: IncomingLimits,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Sender<(TlsTcpStream, SocketAddr)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
     loop {

@@ -16,7 +16,7 @@ pub mod incoming;
 pub mod server;
 
 pub use client::{client_config, connect, ConnectError, WsStream};
-pub use incoming::{Incoming, IncomingLimits};
+pub use incoming::{Incoming, IncomingLimits, TlsTcpStream};
 pub use server::{ServerTls, TlsError};
 
 /// The cryptography every configuration uses.
