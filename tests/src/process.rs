@@ -18,6 +18,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Process {
     bin: PathBuf,
     args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     log: PathBuf,
     child: Option<Child>,
     addr: SocketAddr,
@@ -31,12 +32,28 @@ impl Process {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        Self::start_with_env(bin, args, Vec::<(OsString, OsString)>::new(), log)
+    }
+
+    /// [`Process::start`] with environment variables `env` set as well (`SSL_CERT_FILE`, say),
+    /// also when it restarts.
+    pub fn start_with_env<I, S, E, K, V>(bin: &str, args: I, env: E, log: &Path) -> Process
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+        E: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let env: Vec<(OsString, OsString)> =
+            env.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         let bin = crate::bin_path(bin);
-        let (child, addr) = spawn(&bin, &args, log);
+        let (child, addr) = spawn(&bin, &args, &env, log);
         Process {
             bin,
             args,
+            env,
             log: log.to_owned(),
             child: Some(child),
             addr,
@@ -75,7 +92,7 @@ impl Process {
         }
         // The old socket may linger briefly; retry until the port is free again.
         for attempt in 0.. {
-            match try_spawn(&self.bin, &args, &self.log) {
+            match try_spawn(&self.bin, &args, &self.env, &self.log) {
                 Ok((child, addr)) => {
                     self.child = Some(child);
                     self.addr = addr;
@@ -102,11 +119,21 @@ impl Drop for Process {
     }
 }
 
-fn spawn(bin: &Path, args: &[OsString], log: &Path) -> (Child, SocketAddr) {
-    try_spawn(bin, args, log).unwrap_or_else(|e| panic!("{} {args:?}: {e}", bin.display()))
+fn spawn(
+    bin: &Path,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+    log: &Path,
+) -> (Child, SocketAddr) {
+    try_spawn(bin, args, env, log).unwrap_or_else(|e| panic!("{} {args:?}: {e}", bin.display()))
 }
 
-fn try_spawn(bin: &Path, args: &[OsString], log: &Path) -> Result<(Child, SocketAddr), String> {
+fn try_spawn(
+    bin: &Path,
+    args: &[OsString],
+    env: &[(OsString, OsString)],
+    log: &Path,
+) -> Result<(Child, SocketAddr), String> {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -115,6 +142,7 @@ fn try_spawn(bin: &Path, args: &[OsString], log: &Path) -> Result<(Child, Socket
     let mut child = Command::new(bin)
         .args(args)
         .env("MTORRENT_LISTEN", crate::TEST_LISTEN)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)

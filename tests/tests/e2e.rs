@@ -6,4 +6,5 @@ mod catalog;
 mod cli;
 mod library;
 mod peer;
+mod tls;
 mod tracker;
