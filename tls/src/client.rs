@@ -5,11 +5,15 @@ use std::sync::{Arc, OnceLock};
 use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::buffered::{buffered, BufferedTcp};
+
 /// A WebSocket dialed by [`connect`], over plain TCP or TLS.
-pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type WsStream = WebSocketStream<MaybeTlsStream<BufferedTcp>>;
 
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -60,18 +64,43 @@ fn load_client_config() -> Result<Arc<ClientConfig>, String> {
 
 /// Opens a WebSocket to `url`: plain for `ws://`, TLS verified against [`client_config`] for
 /// `wss://`. TCP_NODELAY is set: peers and trackers send small messages that must not wait.
+/// Reads are [`buffered`].
 pub async fn connect(
     url: &str,
     config: WebSocketConfig,
 ) -> Result<(WsStream, tungstenite::handshake::client::Response), ConnectError> {
-    let connector = if is_tls_url(url) {
+    let request = url.into_client_request()?;
+    let tls = is_tls_url(url);
+    let host = request
+        .uri()
+        .host()
+        .ok_or(tungstenite::Error::Url(UrlError::NoHostName))?;
+    // An IPv6 literal comes in brackets, which neither the resolver nor rustls wants.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_owned();
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let connector = if tls {
         Connector::Rustls(client_config()?)
     } else {
         Connector::Plain
     };
-    let connected =
-        tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, Some(connector))
-            .await?;
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(tungstenite::Error::Io)?;
+    tcp.set_nodelay(true).map_err(tungstenite::Error::Io)?;
+    let connected = tokio_tungstenite::client_async_tls_with_config(
+        request,
+        buffered(tcp),
+        Some(config),
+        Some(connector),
+    )
+    .await?;
     Ok(connected)
 }
 
