@@ -10,10 +10,8 @@ use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use crate::buffered::{buffered, BufferedTcp};
-
 /// A WebSocket dialed by [`connect`], over plain TCP or TLS.
-pub type WsStream = WebSocketStream<MaybeTlsStream<BufferedTcp>>;
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Why [`connect`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +62,6 @@ fn load_client_config() -> Result<Arc<ClientConfig>, String> {
 
 /// Opens a WebSocket to `url`: plain for `ws://`, TLS verified against [`client_config`] for
 /// `wss://`. TCP_NODELAY is set: peers and trackers send small messages that must not wait.
-/// Reads are [`buffered`].
 pub async fn connect(
     url: &str,
     config: WebSocketConfig,
@@ -96,7 +93,7 @@ pub async fn connect(
     tcp.set_nodelay(true).map_err(tungstenite::Error::Io)?;
     let connected = tokio_tungstenite::client_async_tls_with_config(
         request,
-        buffered(tcp),
+        tcp,
         Some(config),
         Some(connector),
     )

@@ -5,19 +5,16 @@
 //!   `wss://` URL;
 //! - [`server`]: a server's certificate and key, read from PEM files, and the TLS handshake of
 //!   one incoming connection;
-//! - [`buffered`]: reads through a buffer, for connections that carry bulk data over TLS;
 //! - [`incoming`]: a listener whose TLS handshakes run beside its accept loop, each with a
 //!   deadline and a cap on how many run at once.
 //!
 //! Every configuration uses rustls with the `ring` provider. There is no mode that accepts any
 //! certificate.
 
-pub mod buffered;
 pub mod client;
 pub mod incoming;
 pub mod server;
 
-pub use buffered::{buffered, BufferedTcp};
 pub use client::{client_config, connect, ConnectError, WsStream};
 pub use incoming::{Incoming, IncomingLimits, TlsTcpStream};
 pub use server::{ServerTls, TlsError};

@@ -247,9 +247,7 @@ async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Resul
     match node.tls.clone() {
         None => serve_socket(node, stream, deadline).await,
         Some(tls) => {
-            // Peer connections carry pieces: their TLS records are read several at a time.
-            let stream = tls.accept(mtorrent_tls::buffered(stream));
-            let stream = tokio::time::timeout_at(deadline, stream)
+            let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
                 .await
                 .context("no TLS handshake")?
                 .context("TLS handshake failed")?;
