@@ -99,6 +99,7 @@ impl Browser {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
+            crate::install_tls_provider();
             let mut builder = ClientBuilder::rustls().expect("TLS roots");
             builder.capabilities(capabilities.clone());
             match builder.connect(&format!("http://127.0.0.1:{port}")).await {

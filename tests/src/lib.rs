@@ -30,6 +30,13 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// Makes `ring` the process's default TLS provider, once: WebDriver's client builds its TLS
+/// configuration from the default, and with both `ring` and `aws-lc` in the build rustls
+/// cannot choose one by itself.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Where peers under test listen (`MTORRENT_LISTEN`): loopback, a port the system picks.
 pub const TEST_LISTEN: &str = "127.0.0.1:0";
 

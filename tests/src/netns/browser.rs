@@ -76,6 +76,7 @@ impl HostBrowser {
         let url = format!("http://{}", forwarder.addr());
         // Until chromedriver listens, the forwarder closes each connection: try again.
         let client = loop {
+            crate::install_tls_provider();
             let mut builder = ClientBuilder::rustls().expect("TLS roots");
             builder.capabilities(capabilities.clone());
             match builder.connect(&url).await {
