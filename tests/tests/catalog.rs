@@ -78,6 +78,22 @@ fn a_seeder_killed_and_restarted_seeds_what_it_seeded() {
 }
 
 #[test]
+fn a_downloaded_file_deleted_by_its_user_is_said_to_be_gone_and_fetched_again() {
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(2 << 20 | 99, 21);
+    let _sharing = share(&dir, "seeder", "data.bin", &data, &trackers);
+    let mtorrent = dir.join("data.bin.mtorrent");
+    get(&dir, "leecher", &mtorrent).success();
+    let downloaded = dir.join("leecher/data.bin");
+    std::fs::remove_file(&downloaded).unwrap();
+    let listed = list(&dir, "leecher");
+    assert!(listed.contains("gone from this path"), "{listed}");
+    get(&dir, "leecher", &mtorrent).success();
+    assert_eq!(std::fs::read(&downloaded).unwrap(), data);
+}
+
+#[test]
 fn a_shared_file_changed_on_disk_is_verified_again_and_its_bad_pieces_never_served() {
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);

@@ -30,7 +30,17 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
             None => return Ok(ExitCode::SUCCESS),
         },
     };
-    let (entry, fresh) = match catalog.get(info_hash)? {
+    let mut known = catalog.get(info_hash)?;
+    if known
+        .as_ref()
+        .is_some_and(|entry| entry.path == path && is_gone(&path))
+    {
+        // The file was deleted since: nothing on disk to keep, so it is fetched anew.
+        eprintln!("{} is gone from disk: downloading it again", path.display());
+        catalog.remove(info_hash)?;
+        known = None;
+    }
+    let (entry, fresh) = match known {
         Some(entry) if entry.path == path => (entry, false),
         Some(entry) => bail!(
             "{} is already in the catalog at {} (use `mtorrent remove` first)",
@@ -98,6 +108,11 @@ pub fn run(args: GetArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether nothing at all is at `path` any more (not even a broken link).
+fn is_gone(path: &std::path::Path) -> bool {
+    matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// Another process (a running `mtorrent seed`, or another `get`) is downloading this file:

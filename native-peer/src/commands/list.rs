@@ -53,6 +53,11 @@ fn state(entry: &Entry) -> &'static str {
 /// What is happening to the file now: the process that holds its lock serves or downloads
 /// it; without one, nobody does.
 fn activity(entry: &Entry, locks: &Locks) -> String {
+    if std::fs::symlink_metadata(&entry.path)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return "the file is gone from this path (`mtorrent get` fetches it again, `mtorrent remove` forgets it)".into();
+    }
     match (locks.entry_holder(entry.metainfo.info_hash()), entry.state) {
         (Some(pid), EntryState::Downloading) => format!("downloading now, in process {pid}"),
         (Some(pid), _) => format!("seeding now, in process {pid}"),
