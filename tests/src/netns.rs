@@ -25,7 +25,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-pub use browser::HostBrowser;
 pub use socket::Forwarder;
 
 use crate::command::{Dir, TestCommand};

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mtorrent_e2e::command::{Dir, Finished, TestCommand};
-use mtorrent_e2e::netns::{Host, HostBrowser, Network};
+use mtorrent_e2e::netns::{Host, Network};
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::Trackers;
@@ -284,7 +284,7 @@ async fn chromium_inside_a_host_opens_the_page_of_a_tracker_on_another_host() {
         ],
         &dir.join("tracker.log"),
     );
-    let browser = HostBrowser::start(&client).await;
+    let browser = client.browser().await;
     let url = format!("http://{}/", tracker.addr());
     browser.client.goto(&url).await.expect("the page loads");
     let seen = browser
