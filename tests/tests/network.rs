@@ -2,13 +2,16 @@
 //! own (a network namespace with its own address), nothing on 127.0.0.1, peers on their default
 //! address with no `--listen` nor `--advertise`: the trackers announce them at the address their
 //! connections come from. A partition cuts a host's cable; a NAT router hides a seeder behind
-//! its public address. Where network namespaces cannot be made (not root), each test says so
-//! and passes.
+//! its public address. Chromium on a host of its own opens the page of a tracker on another
+//! over plain http, not a secure context, and trades files with native peers on others (only
+//! the test's path to its chromedriver goes through 127.0.0.1). Where network namespaces cannot
+//! be made (not root), each test says so and passes.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mtorrent_e2e::browser::AFTER_AN_ACTION;
 use mtorrent_e2e::command::{Dir, Finished, TestCommand};
 use mtorrent_e2e::netns::{Host, Network};
 use mtorrent_e2e::process::Process;
@@ -27,26 +30,30 @@ const TRACKER_PORT: u16 = 7001;
 /// The port a peer listens on when nothing says otherwise (on a fresh host it is free).
 const PEER_PORT: u16 = 7003;
 
-/// Tracker 1 on host `one` and tracker 2, its twin, on host `two`, both serving the page.
+/// Tracker 1 on host `one` and tracker 2 on host `two`, twins of each other (each told the
+/// other's URL, as `scripts/run.sh` does, so that the page of either names both), both serving
+/// the page.
 fn start_trackers(dir: &Dir, one: &Host, two: &Host) -> Trackers {
     let www = mtorrent_e2e::www_dir().to_string_lossy().into_owned();
-    let tracker = |host: &Host, log: &str, twin: Option<String>| {
-        let mut args = vec![
+    let tracker = |host: &Host, log: &str, twin: &Host| {
+        let args = [
             "--listen".to_owned(),
             host.addr(TRACKER_PORT).to_string(),
             "--twin-secret".to_owned(),
             TWIN_SECRET.to_owned(),
+            "--twin".to_owned(),
+            format!("ws://{}/ws", twin.addr(TRACKER_PORT)),
             "--www".to_owned(),
             www.clone(),
         ];
-        if let Some(twin) = twin {
-            args.extend(["--twin".to_owned(), twin]);
-        }
         host.start("mtorrent-tracker", args, &dir.join(log))
     };
-    let one = tracker(one, "tracker-1.log", None);
-    let two = tracker(two, "tracker-2.log", Some(one.ws_url()));
-    Trackers { one, two }
+    let one_process = tracker(one, "tracker-1.log", two);
+    let two_process = tracker(two, "tracker-2.log", one);
+    Trackers {
+        one: one_process,
+        two: two_process,
+    }
 }
 
 /// `mtorrent share` of `data` as `data.bin` on `host`, from `dir/name/` with its own catalog,
@@ -297,6 +304,94 @@ async fn chromium_inside_a_host_opens_the_page_of_a_tracker_on_another_host() {
         seen[2].as_str().is_some_and(|title| !title.is_empty()),
         "{seen}"
     );
+}
+
+/// The built browser peer must be there: `scripts/build-web.sh` makes it.
+fn require_page() {
+    let module = mtorrent_e2e::www_dir().join("pkg/mtorrent_web_peer.js");
+    assert!(
+        module.is_file(),
+        "{} is missing: run scripts/build-web.sh",
+        module.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder_and_shares_to_a_native_leecher(
+) {
+    require_page();
+    let Some(network) = Network::new() else {
+        return;
+    };
+    let dir = Dir::new();
+    let tracker_1 = network.host("tracker-1");
+    let tracker_2 = network.host("tracker-2");
+    let seeder = network.host("seeder");
+    let leecher = network.host("leecher");
+    let browser_host = network.host("browser");
+    let data = random_bytes(3 << 20 | 123, 33);
+    let (trackers, _seeder) = tokio::task::block_in_place(|| {
+        let trackers = start_trackers(&dir, &tracker_1, &tracker_2);
+        let seeding = share_on(&seeder, &dir, "seeder", &data, &trackers);
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_tracker_stats(
+                tracker.addr(),
+                "the seeder is in the swarm",
+                |stats| stats["peers"] == 1,
+            );
+        }
+        (trackers, seeding)
+    });
+
+    let browser = browser_host.browser().await;
+    browser
+        .open(&format!("http://{}/", trackers.one.addr()))
+        .await;
+    let seen = browser
+        .eval("return [location.hostname, window.isSecureContext];")
+        .await;
+    // Plain http from another host: not a secure context, so the page keeps its downloads
+    // in IndexedDB.
+    assert_eq!(
+        seen,
+        serde_json::json!([tracker_1.ip().to_string(), false]),
+        "the page's host and whether it is a secure context"
+    );
+    let visible = browser.visible(&AFTER_AN_ACTION).await;
+    assert!(visible.is_empty(), "visible on a fresh page: {visible:?}");
+
+    // The page downloads what the native seeder on another host shares; what it saves is the
+    // file, byte for byte.
+    browser
+        .choose_file("download-mtorrent", &dir.join("seeder/data.bin.mtorrent"))
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let saved = hex::decode(browser.hex_of_link("download-save").await).unwrap();
+    assert!(
+        saved == data,
+        "the file the page saved differs from the seeded one"
+    );
+
+    // The page shares a file; it names the trackers by the address it was opened at, which
+    // the leecher's host reaches too. The page cannot listen: told by the tracker, it dials
+    // the native leecher back.
+    let shared = random_bytes(4 << 20 | 55, 34);
+    let file = dir.write("from-page.bin", &shared);
+    let document = browser.share(&file).await;
+    let metainfo = Metainfo::from_json(document.as_bytes()).expect("a valid .mtorrent");
+    assert_eq!(
+        metainfo.trackers(),
+        &[trackers.one.ws_url(), trackers.two.ws_url()],
+        "the page names the trackers at their hosts' addresses"
+    );
+    let mtorrent = dir.write("from-page.bin.mtorrent", &document);
+    tokio::task::block_in_place(|| get_on(&leecher, &dir, "leecher", &mtorrent).success());
+    let got = std::fs::read(dir.join("leecher/from-page.bin")).unwrap();
+    assert!(
+        got == shared,
+        "the file the leecher got from the page differs"
+    );
+    browser.wait_for_upload("from-page.bin").await;
 }
 
 #[test]
