@@ -59,10 +59,30 @@ pub struct PeerArgs {
     /// one is taken].
     #[arg(long, env = "MTORRENT_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
-    /// The URL other peers should dial, for relays and port forwards [default: the trackers
-    /// announce the listening port on the address they see this peer connect from].
+    /// The URL other peers should dial (ws://, or wss://NAME:PORT/ with TLS), for relays, port
+    /// forwards and certificates that name a host [default: the trackers announce the
+    /// listening port on the address they see this peer connect from].
     #[arg(long, env = "MTORRENT_ADVERTISE", value_name = "URL")]
     pub advertise: Option<String>,
+    /// Accept peers over TLS only (wss://) with this certificate chain (PEM, this peer's
+    /// certificate first), and announce so. Needs --tls-key [default: `tls_cert` in
+    /// config.toml].
+    #[arg(
+        long,
+        env = "MTORRENT_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM). Needs --tls-cert [default: `tls_key` in
+    /// config.toml].
+    #[arg(
+        long,
+        env = "MTORRENT_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Limit uploads to all peers together to this many bytes per second.
     #[arg(long, env = "MTORRENT_MAX_UPLOAD_RATE", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_upload_rate: Option<u64>,

@@ -1,9 +1,12 @@
 //! The user's settings file, `config.toml` in `$XDG_CONFIG_HOME/mtorrent/` (or
-//! `~/.config/mtorrent/`): for now, the trackers that new `.mtorrent` files name, so that
-//! `share` and `create` need no `--tracker` on every call.
+//! `~/.config/mtorrent/`): the trackers that new `.mtorrent` files name, so that `share` and
+//! `create` need no `--tracker` on every call, and the certificate and key with which the
+//! peer accepts other peers over TLS (as `--tls-cert` and `--tls-key`, which take precedence).
 //!
 //! ```toml
-//! trackers = ["ws://tracker1.example:7001/ws", "ws://tracker2.example:7002/ws"]
+//! trackers = ["wss://tracker1.example:7001/ws", "wss://tracker2.example:7002/ws"]
+//! tls_cert = "/etc/mtorrent/peer.pem"
+//! tls_key = "/etc/mtorrent/peer.key"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,6 +19,10 @@ use serde::Deserialize;
 pub struct Config {
     /// The two trackers new `.mtorrent` files name, tracker 1 first.
     pub trackers: Option<Vec<String>>,
+    /// The certificate chain (PEM) with which the peer accepts peers over TLS; needs `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`; needs `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Why the settings file cannot be used.
@@ -69,6 +76,17 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
     }
+
+    /// The TLS certificate and key paths, if both are set; an error naming the missing one if
+    /// only one is.
+    pub fn tls_paths(&self) -> Result<Option<(PathBuf, PathBuf)>, String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("tls_cert is set but tls_key is not".to_owned()),
+            (None, Some(_)) => Err("tls_key is set but tls_cert is not".to_owned()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +110,30 @@ mod tests {
             "not a list"
         );
         assert!(Config::parse("trackers = [").is_err(), "not TOML");
+    }
+
+    #[test]
+    fn reads_tls_paths_both_or_neither() {
+        let config = Config::parse("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        assert_eq!(
+            config.tls_paths().unwrap(),
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
+        );
+        assert_eq!(Config::default().tls_paths().unwrap(), None);
+        let error = Config::parse("tls_cert = \"/c.pem\"")
+            .unwrap()
+            .tls_paths()
+            .unwrap_err();
+        assert!(error.contains("tls_key"), "{error}");
+        let error = Config::parse("tls_key = \"/k.pem\"")
+            .unwrap()
+            .tls_paths()
+            .unwrap_err();
+        assert!(error.contains("tls_cert"), "{error}");
+        assert!(
+            Config::parse("tls_certificate = \"/c.pem\"").is_err(),
+            "a typo"
+        );
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod launcher;
 pub mod netns;
 pub mod process;
 pub mod swarm;
+pub mod tls;
 pub mod tracker_client;
 
 /// Deterministic pseudo-random bytes (SplitMix64): the same for the same seed, different for
@@ -81,7 +82,15 @@ pub fn http_get_over(mut stream: TcpStream, addr: SocketAddr, path: &str) -> (u1
     .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
+    parse_http_response(&response)
+}
+
+/// The status and body of a whole HTTP/1.1 response.
+fn parse_http_response(response: &str) -> (u16, String) {
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())

@@ -38,6 +38,24 @@ impl Process {
         Self::start_with(&Launcher::local(), bin, args, log)
     }
 
+    /// [`Process::start`] with environment variables `env` set as well (`SSL_CERT_FILE`, say),
+    /// also when it restarts.
+    pub fn start_with_env<I, S, E, K, V>(bin: &str, args: I, env: E, log: &Path) -> Process
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+        E: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        let launcher = env
+            .into_iter()
+            .fold(Launcher::local(), |launcher, (name, value)| {
+                launcher.env(name, value)
+            });
+        Self::start_with(&launcher, bin, args, log)
+    }
+
     /// [`Process::start`] through `launcher`.
     pub fn start_with<I, S>(launcher: &Launcher, bin: &str, args: I, log: &Path) -> Process
     where

@@ -63,6 +63,16 @@ impl TrackerClient {
         Self { socket }
     }
 
+    /// Connects to `wss://.../ws`, trusting what `config` trusts.
+    pub async fn connect_tls(url: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        let connector = tokio_tungstenite::Connector::Rustls(config);
+        let (socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(url, None, true, Some(connector))
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"));
+        Self { socket }
+    }
+
     /// Sends a message.
     pub async fn send(&mut self, message: &ToTracker) {
         self.send_raw(Message::Text(message.encode().into())).await;

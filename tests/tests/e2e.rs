@@ -8,4 +8,5 @@ mod cli;
 mod library;
 mod network;
 mod peer;
+mod tls;
 mod tracker;

@@ -11,7 +11,8 @@ use crate::registry::RegistryLimits;
 /// mtorrent-tracker: the WebSocket tracker of mtorrent. It keeps, per file, the swarm of peers
 /// that have it; replicates every change with its twin tracker; keeps the catalog of shared
 /// `.mtorrent` files on disk; and serves the web page, `/stats` and `/metrics` on the same port.
-/// Peers and the twin connect to `ws://ADDR/ws`.
+/// Peers and the twin connect to `ws://ADDR/ws`, or `wss://ADDR/ws` with --tls-cert and
+/// --tls-key.
 #[derive(Debug, Clone, Parser)]
 #[command(version)]
 pub struct Config {
@@ -23,8 +24,10 @@ pub struct Config {
         default_value = "127.0.0.1:7001"
     )]
     pub listen: SocketAddr,
-    /// The twin tracker's WebSocket URL (ws://HOST:PORT/ws). Without it, the tracker still
-    /// replicates with a twin that connects to it.
+    /// The twin tracker's WebSocket URL (ws://HOST:PORT/ws, or wss:// for a twin with TLS,
+    /// whose certificate must be trusted: the system's roots, or SSL_CERT_FILE/SSL_CERT_DIR
+    /// instead when set). Without it, the tracker still replicates with a twin that connects
+    /// to it.
     #[arg(long, env = "MTORRENT_TRACKER_TWIN", value_name = "URL")]
     pub twin: Option<String>,
     /// A secret shared with the twin; a twin link is accepted only with it. Required with
@@ -36,6 +39,23 @@ pub struct Config {
         hide_env_values = true
     )]
     pub twin_secret: Option<String>,
+    /// Serve https:// and wss:// on the same port with this certificate chain (PEM, the
+    /// tracker's certificate first). Needs --tls-key.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Directory for the catalog of .mtorrent files; without it the catalog lives in memory only.
     #[arg(long, env = "MTORRENT_TRACKER_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -132,7 +152,7 @@ impl Config {
         if let Some(twin) = &self.twin {
             anyhow::ensure!(
                 mtorrent_shared::tracker::is_ws_url(twin),
-                "--twin {twin:?} is not a ws:// URL"
+                "--twin {twin:?} is not a ws:// or wss:// URL"
             );
             anyhow::ensure!(
                 self.twin_secret.is_some(),
@@ -205,5 +225,24 @@ mod tests {
         ])
         .unwrap();
         config.validate().unwrap();
+        let config = Config::try_parse_from([
+            "t",
+            "--twin",
+            "wss://x/ws",
+            "--twin-secret",
+            "0123456789abcdef",
+        ])
+        .unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_a_key_its_certificate() {
+        assert!(Config::try_parse_from(["t", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::try_parse_from(["t", "--tls-key", "k.pem"]).is_err());
+        let config =
+            Config::try_parse_from(["t", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("k.pem")));
     }
 }

@@ -15,6 +15,7 @@ mod outbox;
 mod registry;
 mod server;
 mod state;
+mod tls_listener;
 mod twin;
 
 fn main() -> ExitCode {
@@ -45,6 +46,11 @@ async fn run(config: config::Config) -> Result<()> {
             catalog::Catalog::ephemeral()
         }
     };
+    // A certificate or key that cannot be used is an error before anything listens.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(mtorrent_tls::ServerTls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -60,15 +66,32 @@ async fn run(config: config::Config) -> Result<()> {
         stdout.flush()?;
     }
     tracing::info!("tracker {} on {address}", tracker.tracker_id);
-    // Replies are small and latency matters more than packet count.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
     // Peers' source addresses complete the announces of peers that give only their port.
     let app = server::app(tracker).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let serve = axum::serve(listener, app);
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
+        match tls {
+            None => {
+                // Replies are small and latency matters more than packet count.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!("cannot set TCP_NODELAY: {e}");
+                    }
+                });
+                Box::pin(std::future::IntoFuture::into_future(axum::serve(
+                    listener, app,
+                )))
+            }
+            Some(tls) => {
+                // Handshakes run beside the accept loop (TCP_NODELAY is set there); the no-op
+                // tap lets axum hand the source address to the handlers.
+                let incoming = mtorrent_tls::Incoming::start(listener, tls, Default::default())?;
+                let listener =
+                    axum::serve::ListenerExt::tap_io(tls_listener::TlsListener(incoming), |_| {});
+                Box::pin(std::future::IntoFuture::into_future(axum::serve(
+                    listener, app,
+                )))
+            }
+        };
     tokio::select! {
         result = serve => result.context("server failed"),
         () = shutdown_signal() => {

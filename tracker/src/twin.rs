@@ -1,5 +1,5 @@
 //! The outgoing link to the twin tracker: dial, greet with the full state, stream every change,
-//! apply what the twin sends back; on any failure, dial again with a short backoff.
+//! apply what the twin sends back (over TLS for a `wss://` URL); on any failure, dial again with a short backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +18,29 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Keeps a link to the twin at `url` for as long as the tracker runs.
 pub async fn maintain_link(tracker: Arc<Tracker>, url: String) {
     let mut backoff = FIRST_BACKOFF;
+    let mut last_error = None;
     loop {
         let config = WebSocketConfig::default()
             .max_message_size(Some(tracker.config.max_message_bytes))
             .max_frame_size(Some(tracker.config.max_message_bytes));
-        match tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true).await {
+        match mtorrent_tls::connect(&url, config).await {
             Ok((socket, _)) => {
                 tracing::info!("twin link to {url} up");
                 backoff = FIRST_BACKOFF;
+                last_error = None;
                 run_link(&tracker, socket).await;
                 tracing::warn!("twin link to {url} down");
             }
-            Err(e) => tracing::debug!("cannot reach the twin at {url}: {e}"),
+            Err(e) => {
+                // Said once per new reason (an untrusted certificate, say), not every retry.
+                let reason = e.to_string();
+                if last_error.as_ref() != Some(&reason) {
+                    tracing::warn!("cannot reach the twin at {url}: {reason}");
+                    last_error = Some(reason);
+                } else {
+                    tracing::debug!("cannot reach the twin at {url}: {reason}");
+                }
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -4,6 +4,10 @@
 //!
 //! `cargo build --release && cargo run --release -p mtorrent-bench --bin swarm [-- --size 1GiB]`
 //!
+//! With `--tls`, the mtorrent swarm runs over TLS: the benchmark makes its own certificate
+//! authority, the trackers and seeders serve wss:// with certificates it issued for 127.0.0.1,
+//! and every mtorrent process trusts it through `SSL_CERT_FILE`.
+//!
 //! Needs iperf3, aria2c, mktorrent, node and the npm package bittorrent-tracker (the local
 //! tracker of the aria2c runs): `scripts/bench-deps.sh` installs them.
 //!
@@ -31,6 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use mtorrent_bench::{generate_file, median, parse_size, peak_measure, sibling_binary, Measured};
+use mtorrent_e2e::tls::{try_https_get, TestCa};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -55,6 +60,10 @@ struct Options {
     /// Leave out the iperf3 row (and the need for iperf3).
     #[arg(long)]
     skip_iperf3: bool,
+    /// Run the mtorrent trackers and peers over TLS (wss://), with a certificate authority
+    /// made for the run.
+    #[arg(long)]
+    tls: bool,
 }
 
 /// A secret the two mtorrent trackers share.
@@ -138,6 +147,8 @@ struct Bench {
     work: PathBuf,
     /// Log files of the processes started.
     logs: PathBuf,
+    /// The certificate authority of the TLS runs (`--tls`), which every process trusts.
+    tls: Option<TestCa>,
 }
 
 fn main() -> Result<()> {
@@ -156,6 +167,11 @@ fn main() -> Result<()> {
     generate_file(&file, options.size, 0x5eed)?;
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs)?;
+    let tls = options.tls.then(TestCa::new);
+    if let Some(ca) = &tls {
+        // Every process started from here on trusts the run's authority, and it alone.
+        std::env::set_var("SSL_CERT_FILE", ca.ca_pem_path());
+    }
     let bench = Bench {
         tools,
         file,
@@ -163,6 +179,7 @@ fn main() -> Result<()> {
         runs: options.runs,
         work: dir.path().to_owned(),
         logs,
+        tls,
     };
 
     let iperf3 = if options.skip_iperf3 {
@@ -187,11 +204,19 @@ fn main() -> Result<()> {
             result: iperf3,
         },
         Row {
-            what: "mtorrent get, 1 seeder",
+            what: if options.tls {
+                "mtorrent get TLS, 1 seeder"
+            } else {
+                "mtorrent get, 1 seeder"
+            },
             result: Some(mtorrent_1),
         },
         Row {
-            what: "mtorrent get, 3 seeders",
+            what: if options.tls {
+                "mtorrent get TLS, 3 seeders"
+            } else {
+                "mtorrent get, 3 seeders"
+            },
             result: Some(mtorrent_3),
         },
         Row {
@@ -355,14 +380,16 @@ impl MtorrentSwarm {
     fn start(bench: &Bench, seeders: usize, dir: &Path) -> Result<Self> {
         let (one, one_addr) =
             start_mtorrent_tracker(bench, "mtorrent-tracker-1", &[], START_TIMEOUT)?;
-        let twin = format!("ws://{one_addr}/ws");
+        let scheme = if bench.tls.is_some() { "wss" } else { "ws" };
+        let twin = format!("{scheme}://{one_addr}/ws");
         let (two, two_addr) = start_mtorrent_tracker(
             bench,
             "mtorrent-tracker-2",
             &["--twin", &twin],
             START_TIMEOUT,
         )?;
-        let trackers = [twin, format!("ws://{two_addr}/ws")];
+        let trackers = [twin, format!("{scheme}://{two_addr}/ws")];
+        let seeder_tls = bench.tls.as_ref().map(|ca| ca.issue(&["127.0.0.1"]));
         let mut running = Vec::new();
         for n in 1..=seeders {
             let mut share = Command::new(&bench.tools.mtorrent);
@@ -374,6 +401,9 @@ impl MtorrentSwarm {
                 .arg(dir.join(format!("seed{n}.sqlite")))
                 .args(["--listen", "127.0.0.1:0", "-o"])
                 .arg(dir.join(format!("seed{n}.mtorrent")));
+            if let Some((cert, key)) = &seeder_tls {
+                share.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+            }
             let name = format!("mtorrent-seed{n}");
             running.push(Running::start_listening(&name, share, &bench.logs, START_TIMEOUT)?.0);
         }
@@ -381,7 +411,10 @@ impl MtorrentSwarm {
             wait_until(
                 &format!("tracker {addr} to report {seeders} seeder(s)"),
                 REGISTER_TIMEOUT,
-                || Ok(json_number(&http_get(addr, "/stats")?, "seeders") >= Some(seeders as f64)),
+                || {
+                    let stats = tracker_stats(bench, addr)?;
+                    Ok(json_number(&stats, "seeders") >= Some(seeders as f64))
+                },
             )?;
         }
         std::thread::sleep(SETTLE);
@@ -404,7 +437,28 @@ fn start_mtorrent_tracker(
     tracker
         .args(["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET])
         .args(extra);
+    if let Some(ca) = &bench.tls {
+        let (cert, key) = ca.issue(&["127.0.0.1"]);
+        tracker
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key);
+    }
     Running::start_listening(name, tracker, &bench.logs, timeout)
+}
+
+/// A tracker's `/stats`, over https in the TLS runs.
+fn tracker_stats(bench: &Bench, addr: SocketAddr) -> Result<String> {
+    match &bench.tls {
+        None => http_get(addr, "/stats"),
+        Some(ca) => {
+            let (status, body) = try_https_get(ca, addr, "/stats")
+                .with_context(|| format!("https://{addr}/stats"))?;
+            ensure!(status == 200, "https://{addr}/stats: status {status}");
+            Ok(body)
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,12 +626,12 @@ fn print_table(options: &Options, rows: &[Row]) {
         options.runs
     );
     println!(
-        "{:<24} {:>9} {:>10} {:>14} {:>10}",
+        "{:<28} {:>9} {:>10} {:>14} {:>10}",
         "what", "seconds", "MB/s", "peak RSS MiB", "vs aria2c"
     );
     for (i, row) in rows.iter().enumerate() {
         let Some(result) = &row.result else {
-            println!("{:<24} {:>9}", row.what, "skipped");
+            println!("{:<28} {:>9}", row.what, "skipped");
             continue;
         };
         // The mtorrent rows (1 and 2) compare with the aria2c row of the same seeder count.
@@ -586,7 +640,7 @@ fn print_table(options: &Options, rows: &[Row]) {
             _ => String::new(),
         };
         println!(
-            "{:<24} {:>9} {:>10.0} {:>14} {:>10}",
+            "{:<28} {:>9} {:>10.0} {:>14} {:>10}",
             row.what,
             result
                 .seconds

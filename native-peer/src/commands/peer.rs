@@ -7,11 +7,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use mtorrent_native_peer::catalog::{Catalog, Entry, EntryState, FileStamp};
+use mtorrent_native_peer::config::Config;
 use mtorrent_native_peer::hashing::{self, PieceResult};
 use mtorrent_native_peer::locks::Locks;
 use mtorrent_native_peer::node::{Node, Torrent};
 use mtorrent_native_peer::storage::Storage;
 use mtorrent_shared::{Bitfield, Metainfo, PeerId};
+use mtorrent_tls::ServerTls;
 
 use crate::cli::{CatalogArgs, PeerArgs};
 
@@ -103,9 +105,35 @@ pub fn prepare_torrent(
 /// Starts a node on the arguments' address and says where it listens, on stdout.
 pub async fn start_node(args: &PeerArgs) -> Result<Arc<Node>> {
     use std::io::Write;
-    let node = Node::start(args.listen, args.advertise.clone(), args.max_upload_rate).await?;
+    let tls = server_tls(args)?;
+    let node = Node::start(
+        args.listen,
+        args.advertise.clone(),
+        args.max_upload_rate,
+        tls,
+    )
+    .await?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on {}", node.listen_addr)?;
     stdout.flush()?;
     Ok(node)
+}
+
+/// The node's TLS, from `--tls-cert`/`--tls-key`, else from `tls_cert`/`tls_key` in the
+/// settings file; `None` if neither says. Read before anything listens, so that a bad
+/// certificate or key is an error at once.
+fn server_tls(args: &PeerArgs) -> Result<Option<ServerTls>> {
+    let paths = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => match Config::default_path() {
+            Some(path) => Config::load(&path)?
+                .tls_paths()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => None,
+        },
+    };
+    let Some((cert, key)) = paths else {
+        return Ok(None);
+    };
+    Ok(Some(ServerTls::from_pem_files(&cert, &key)?))
 }

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use mtorrent_shared::tracker::PeerAddress;
 use mtorrent_shared::wire::Message;
 use mtorrent_shared::{InfoHash, PeerId};
+use mtorrent_tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -36,6 +37,8 @@ pub struct Node {
     pub advertise: Option<String>,
     /// The address it listens on.
     pub listen_addr: SocketAddr,
+    /// Its certificate and key, when it accepts peers over TLS (`wss://`) only.
+    tls: Option<ServerTls>,
     upload_limit: Option<Arc<RateLimit>>,
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
     /// The tracker client of each pair of trackers the node's files name.
@@ -46,11 +49,13 @@ impl Node {
     /// Binds the listener on `listen` (without one, [`DEFAULT_PORT`] on every interface, or
     /// any free port if that one is taken) and starts accepting peers. Other peers are told
     /// `advertise`, or, without it, the port on the address the trackers see.
-    /// Uploads are limited to `max_upload_rate` bytes per second in all, if given.
+    /// Uploads are limited to `max_upload_rate` bytes per second in all, if given. With `tls`,
+    /// peers must connect over TLS (`wss://`), and the node is announced so.
     pub async fn start(
         listen: Option<SocketAddr>,
         advertise: Option<String>,
         max_upload_rate: Option<u64>,
+        tls: Option<ServerTls>,
     ) -> Result<Arc<Self>> {
         let listener = match listen {
             Some(listen) => TcpListener::bind(listen)
@@ -63,6 +68,7 @@ impl Node {
             peer_id: PeerId(rand_id()),
             advertise,
             listen_addr: bound,
+            tls,
             upload_limit: max_upload_rate.map(|rate| Arc::new(RateLimit::new(rate))),
             torrents: Mutex::new(HashMap::new()),
             trackers: Mutex::new(HashMap::new()),
@@ -118,7 +124,7 @@ impl Node {
             Some(url) => PeerAddress::Native { url: url.clone() },
             None => PeerAddress::Listening {
                 port: self.listen_addr.port(),
-                tls: false,
+                tls: self.tls.is_some(),
             },
         }
     }
@@ -145,15 +151,15 @@ impl Node {
     pub fn dial(self: &Arc<Self>, torrent: Arc<Torrent>, url: String) {
         let limit = self.upload_limit.clone();
         tokio::spawn(async move {
-            let connect =
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config()), true);
+            let connect = mtorrent_tls::connect(&url, ws_config());
             match tokio::time::timeout(Duration::from_secs(10), connect).await {
                 Ok(Ok((socket, _))) => {
                     if let Err(e) = connection::run(torrent, socket, None, limit).await {
                         tracing::debug!("connection to {url} ended: {e:#}");
                     }
                 }
-                _ => tracing::debug!("cannot reach peer {url}"),
+                Ok(Err(e)) => tracing::debug!("cannot reach peer {url}: {e}"),
+                Err(_) => tracing::debug!("cannot reach peer {url}: timed out"),
             }
         });
     }
@@ -209,7 +215,8 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(connection::MAX_WS_MESSAGE))
 }
 
-/// How long a peer that connected may take to finish the WebSocket handshake and send ours.
+/// How long a peer that connected may take to finish the TLS and WebSocket handshakes, and
+/// then to send its peer-wire handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
@@ -235,8 +242,26 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
 }
 
 async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Result<()> {
+    // One deadline for the TLS and WebSocket handshakes together.
+    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+    match node.tls.clone() {
+        None => serve_socket(node, stream, deadline).await,
+        Some(tls) => {
+            let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
+                .await
+                .context("no TLS handshake")?
+                .context("TLS handshake failed")?;
+            serve_socket(node, stream, deadline).await
+        }
+    }
+}
+
+async fn serve_socket<S>(node: Arc<Node>, stream: S, deadline: tokio::time::Instant) -> Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()));
-    let mut socket = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+    let mut socket = tokio::time::timeout_at(deadline, accept)
         .await
         .context("no WebSocket handshake")??;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.next())
@@ -273,7 +298,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_connects_and_says_nothing_is_dropped_after_the_handshake_timeout() {
-        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None)
+        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None, None)
             .await
             .unwrap();
         let mut silent = tokio::net::TcpStream::connect(node.listen_addr)

@@ -10,15 +10,14 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use mtorrent_shared::tracker::{FromTracker, PeerAddress, PeerInfo};
 use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent, InfoHash};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::torrent::Torrent;
 use super::Node;
 
-type TrackerSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type TrackerSocket = mtorrent_tls::WsStream;
 
 /// What the node tells its tracker client.
 #[derive(Debug)]
@@ -249,8 +248,13 @@ async fn connect_either(
     let connect = |which: usize| {
         let url = urls[which].clone();
         async move {
-            let socket = tokio_tungstenite::connect_async(url.as_str()).await;
-            (which, socket.ok().map(|(socket, _)| socket))
+            match mtorrent_tls::connect(&url, WebSocketConfig::default()).await {
+                Ok((socket, _)) => (which, Some(socket)),
+                Err(e) => {
+                    tracing::debug!("cannot reach tracker {url}: {e}");
+                    (which, None)
+                }
+            }
         }
     };
     let mut attempts = futures::stream::FuturesUnordered::new();
