@@ -172,6 +172,9 @@ impl Browser {
         let capabilities = capabilities(profile.path(), extra_args);
         let deadline = Instant::now() + SESSION_TIMEOUT;
         let url = format!("http://{addr}");
+        // The WebDriver client's rustls needs a process-wide crypto provider when more than one
+        // is built in (ring, and aws-lc-rs through other dependencies): ring, as everywhere else.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // Until chromedriver listens, connections fail (or a forwarder closes them): try again.
         let client = loop {
             let mut builder = ClientBuilder::rustls().expect("TLS roots");
