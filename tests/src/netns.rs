@@ -386,6 +386,25 @@ impl Host {
         crate::wait_for_stats(|| self.tracker_stats(addr), what, check);
     }
 
+    /// [`Host::wait_for_tracker_stats`] for a tracker over https with a certificate of `ca`.
+    pub fn wait_for_https_tracker_stats(
+        &self,
+        ca: &crate::tls::TestCa,
+        addr: SocketAddr,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let stats = || {
+            let stream = self
+                .connect(addr)
+                .unwrap_or_else(|e| panic!("{} cannot connect to {addr}: {e}", self.name));
+            let response = crate::tls::try_https_get_over(ca, stream, addr, "/stats")
+                .unwrap_or_else(|e| panic!("GET https://{addr}/stats from {}: {e}", self.name));
+            crate::parse_stats(response)
+        };
+        crate::wait_for_stats(stats, what, check);
+    }
+
     /// The bytes it has sent out of its interface so far: what its processes uploaded, and a
     /// little more (headers, acknowledgements, its tracker messages).
     pub fn sent_bytes(&self) -> u64 {

@@ -11,15 +11,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mtorrent_e2e::browser::AFTER_AN_ACTION;
+use mtorrent_e2e::browser::{Browser, AFTER_AN_ACTION};
 use mtorrent_e2e::command::{Dir, Finished, TestCommand};
 use mtorrent_e2e::netns::{Host, Network};
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::Trackers;
+use mtorrent_e2e::tls::TestCa;
 use mtorrent_e2e::tracker_client::TrackerClient;
 use mtorrent_shared::tracker::{Announce, AnnounceEvent, FromTracker, PeerAddress, ToTracker};
 use mtorrent_shared::{Metainfo, PeerId};
+use sha1::{Digest, Sha1};
 
 /// The secret the trackers of these tests share with their twin.
 const TWIN_SECRET: &str = "network-tests-twin-secret-0123";
@@ -34,19 +36,32 @@ const PEER_PORT: u16 = 7003;
 /// other's URL, as `scripts/run.sh` does, so that the page of either names both), both serving
 /// the page.
 fn start_trackers(dir: &Dir, one: &Host, two: &Host) -> Trackers {
+    start_trackers_with(dir, one, two, None)
+}
+
+/// [`start_trackers`]; with `tls`, over https and wss with certificates of that authority for
+/// their hosts' addresses, twins linked over wss and trusting it.
+fn start_trackers_with(dir: &Dir, one: &Host, two: &Host, tls: Option<&TestCa>) -> Trackers {
     let www = mtorrent_e2e::www_dir().to_string_lossy().into_owned();
     let tracker = |host: &Host, log: &str, twin: &Host| {
-        let args = [
+        let mut args = vec![
             "--listen".to_owned(),
             host.addr(TRACKER_PORT).to_string(),
             "--twin-secret".to_owned(),
             TWIN_SECRET.to_owned(),
             "--twin".to_owned(),
-            format!("ws://{}/ws", twin.addr(TRACKER_PORT)),
+            tracker_url(twin, tls),
             "--www".to_owned(),
             www.clone(),
         ];
-        host.start("mtorrent-tracker", args, &dir.join(log))
+        let mut launcher = host.launcher();
+        if let Some(ca) = tls {
+            let (cert, key) = ca.issue(&[&host.ip().to_string()]);
+            args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+            args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+            launcher = launcher.env("SSL_CERT_FILE", ca.ca_pem_path());
+        }
+        Process::start_with(&launcher, "mtorrent-tracker", args, &dir.join(log))
     };
     let one_process = tracker(one, "tracker-1.log", two);
     let two_process = tracker(two, "tracker-2.log", one);
@@ -56,9 +71,28 @@ fn start_trackers(dir: &Dir, one: &Host, two: &Host) -> Trackers {
     }
 }
 
+/// The tracker protocol's URL of the tracker on `host`: `wss://` with `tls`.
+fn tracker_url(host: &Host, tls: Option<&TestCa>) -> String {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    format!("{scheme}://{}/ws", host.addr(TRACKER_PORT))
+}
+
 /// `mtorrent share` of `data` as `data.bin` on `host`, from `dir/name/` with its own catalog,
 /// writing `dir/name/data.bin.mtorrent`; it listens where a peer listens by default.
 fn share_on(host: &Host, dir: &Dir, name: &str, data: &[u8], trackers: &Trackers) -> Process {
+    share_on_with(host, dir, name, data, &trackers.args(), None)
+}
+
+/// [`share_on`], naming the trackers with `tracker_args`; with `tls`, listening over TLS with a
+/// certificate of that authority for its host's address, and trusting it.
+fn share_on_with(
+    host: &Host,
+    dir: &Dir,
+    name: &str,
+    data: &[u8],
+    tracker_args: &[String],
+    tls: Option<&TestCa>,
+) -> Process {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join("data.bin"), data).unwrap();
@@ -70,8 +104,20 @@ fn share_on(host: &Host, dir: &Dir, name: &str, data: &[u8], trackers: &Trackers
         "--catalog".into(),
         path_arg(&home.join("catalog.sqlite")),
     ];
-    args.extend(trackers.args());
-    let seeder = host.start("mtorrent", args, &dir.join(format!("{name}.log")));
+    args.extend_from_slice(tracker_args);
+    let mut launcher = host.launcher();
+    if let Some(ca) = tls {
+        let (cert, key) = ca.issue(&[&host.ip().to_string()]);
+        args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+        args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+        launcher = launcher.env("SSL_CERT_FILE", ca.ca_pem_path());
+    }
+    let seeder = Process::start_with(
+        &launcher,
+        "mtorrent",
+        args,
+        &dir.join(format!("{name}.log")),
+    );
     assert_eq!(
         seeder.addr().port(),
         PEER_PORT,
@@ -392,6 +438,85 @@ async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder
         "the file the leecher got from the page differs"
     );
     browser.wait_for_upload("from-page.bin").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from_a_native_seeder_over_tls(
+) {
+    require_page();
+    let Some(network) = Network::new() else {
+        return;
+    };
+    let dir = Dir::new();
+    let ca = TestCa::new();
+    let tracker_1 = network.host("tracker-1");
+    let tracker_2 = network.host("tracker-2");
+    let seeder = network.host("seeder");
+    let browser_host = network.host("browser");
+    let data = random_bytes(5 << 20 | 4321, 35);
+    let urls = [
+        tracker_url(&tracker_1, Some(&ca)),
+        tracker_url(&tracker_2, Some(&ca)),
+    ];
+    let tracker_args: Vec<String> = urls
+        .iter()
+        .flat_map(|url| ["--tracker".to_owned(), url.clone()])
+        .collect();
+    let (trackers, _seeder) = tokio::task::block_in_place(|| {
+        let trackers = start_trackers_with(&dir, &tracker_1, &tracker_2, Some(&ca));
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_https_tracker_stats(
+                &ca,
+                tracker.addr(),
+                "linked to its twin",
+                |stats| stats["twin"]["link"] == "up",
+            );
+        }
+        let seeding = share_on_with(&seeder, &dir, "seeder", &data, &tracker_args, Some(&ca));
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_https_tracker_stats(
+                &ca,
+                tracker.addr(),
+                "the seeder is in the swarm",
+                |stats| stats["peers"] == 1,
+            );
+        }
+        (trackers, seeding)
+    });
+    let metainfo =
+        Metainfo::from_json(&std::fs::read(dir.join("seeder/data.bin.mtorrent")).unwrap()).unwrap();
+    assert_eq!(metainfo.trackers(), &urls);
+
+    // Chromium trusts the test's authority through the NSS database of a home of its own:
+    // no flag makes it overlook a certificate.
+    let driver = browser_host.driver().env("HOME", ca.browser_home());
+    let browser = Browser::start_with(driver, &[]).await;
+    browser
+        .open(&format!("https://{}/", trackers.one.addr()))
+        .await;
+    let seen = browser
+        .eval(
+            "return [location.protocol, location.hostname, window.isSecureContext,
+                     document.getElementById('storage-status').dataset.storage];",
+        )
+        .await;
+    assert_eq!(
+        seen,
+        serde_json::json!(["https:", tracker_1.ip().to_string(), true, "opfs"]),
+        "the page's scheme and host, whether it is a secure context, where it keeps downloads"
+    );
+
+    // The page dials the seeder over wss, at its host's address.
+    browser
+        .choose_file("download-mtorrent", &dir.join("seeder/data.bin.mtorrent"))
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let digest = browser.sha1_of_link("download-save").await;
+    assert_eq!(
+        digest,
+        hex::encode(Sha1::digest(&data)),
+        "the saved file's SHA-1"
+    );
 }
 
 #[test]
