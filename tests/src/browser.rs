@@ -1,15 +1,26 @@
 //! A headless Chromium under test, with a fresh profile, driven over WebDriver through its own
-//! chromedriver on an OS-chosen port. Dropping a [`Browser`] kills chromedriver and every
-//! process of its browser (found by the profile directory on their command lines).
+//! chromedriver on an OS-chosen port. chromedriver runs on this machine ([`Driver::local`]) or
+//! through a [`Launcher`] elsewhere, inside a network namespace say, reached through a
+//! [`Forwarder`] that the [`Browser`] keeps open ([`Driver::new`]). Dropping a [`Browser`]
+//! kills chromedriver and every process of its browser (found by the profile directory on their
+//! command lines).
 
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use crate::launcher::Launcher;
+use crate::netns::Forwarder;
 
 /// How long a page may take to reach a state a test waits for.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long chromedriver may take to open a session.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A host name that Chromium, started by [`Browser::start_insecure`], maps to 127.0.0.1: a page
 /// opened at `http://mtorrent.test:PORT/` is not a secure context (only https and the local
@@ -21,6 +32,8 @@ pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
     driver: Child,
+    /// The test's path to chromedriver, when it runs elsewhere.
+    _forwarder: Option<Forwarder>,
     _profile: tempfile::TempDir,
 }
 
@@ -32,22 +45,101 @@ impl std::fmt::Debug for Browser {
     }
 }
 
+/// Where a browser's chromedriver runs and how the test reaches it.
+#[derive(Debug)]
+pub struct Driver {
+    launcher: Launcher,
+    /// The port chromedriver listens on, where it runs.
+    port: u16,
+    /// Where the test reaches it.
+    addr: SocketAddr,
+    forwarder: Option<Forwarder>,
+}
+
+impl Driver {
+    /// chromedriver on this machine, on a free port of 127.0.0.1.
+    pub fn local() -> Driver {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().unwrap().port()
+        };
+        Driver {
+            launcher: Launcher::direct(),
+            port,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            forwarder: None,
+        }
+    }
+
+    /// chromedriver started through `launcher`, listening on `port` where it runs, which the
+    /// test reaches through `forwarder`.
+    pub fn new(launcher: Launcher, port: u16, forwarder: Forwarder) -> Driver {
+        Driver {
+            launcher,
+            port,
+            addr: forwarder.addr(),
+            forwarder: Some(forwarder),
+        }
+    }
+
+    /// Sets variable `name` for chromedriver and the browser it starts (`HOME`, say, for the
+    /// browser's certificate database).
+    pub fn env(mut self, name: &str, value: impl Into<std::ffi::OsString>) -> Driver {
+        self.launcher = self.launcher.env(name, value);
+        self
+    }
+}
+
 /// A Debian path, or the environment's override.
 fn tool(variable: &str, default: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| default.to_owned())
 }
 
+/// The WebDriver capabilities of a headless Chromium with its profile in `profile` and
+/// `extra_args` after the usual command-line arguments.
+pub fn capabilities(profile: &Path, extra_args: &[String]) -> Map<String, Value> {
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend_from_slice(extra_args);
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": tool("CHROMIUM", "/usr/bin/chromium"),
+            "args": args,
+        },
+    });
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("an object literal")
+    };
+    capabilities
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Browser {
-        Browser::start_with(&[]).await
+        Browser::start_with(Driver::local(), &[]).await
     }
 
     /// [`Browser::start`], with [`INSECURE_HOST`] resolving to 127.0.0.1.
     pub async fn start_insecure() -> Browser {
-        Browser::start_with(&[format!(
-            "--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"
-        )])
+        Browser::start_with(
+            Driver::local(),
+            &[format!(
+                "--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"
+            )],
+        )
         .await
     }
 
@@ -59,58 +151,42 @@ impl Browser {
         browser
     }
 
-    /// [`Browser::start`], with more Chromium command-line arguments.
-    pub async fn start_with(extra_args: &[String]) -> Browser {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().unwrap().port()
-        };
-        let driver = Command::new(tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    /// Starts chromedriver as `driver` says and a headless Chromium session through it, with
+    /// more Chromium command-line arguments.
+    pub async fn start_with(driver: Driver, extra_args: &[String]) -> Browser {
+        let Driver {
+            launcher,
+            port,
+            addr,
+            forwarder,
+        } = driver;
+        let child = launcher
+            .command(tool("CHROMEDRIVER", "/usr/bin/chromedriver"))
             .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts (Debian package chromium-driver; scripts/setup.sh)");
         let profile = tempfile::tempdir().expect("a profile directory");
-        let mut args: Vec<String> = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
-        args.extend_from_slice(extra_args);
-        let capabilities = json!({
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": tool("CHROMIUM", "/usr/bin/chromium"),
-                "args": args,
-            },
-        });
-        let Value::Object(capabilities) = capabilities else {
-            unreachable!("an object literal")
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let capabilities = capabilities(profile.path(), extra_args);
+        let deadline = Instant::now() + SESSION_TIMEOUT;
+        let url = format!("http://{addr}");
+        // Until chromedriver listens, connections fail (or a forwarder closes them): try again.
+        crate::install_tls_provider();
         let client = loop {
-            crate::install_tls_provider();
             let mut builder = ClientBuilder::rustls().expect("TLS roots");
             builder.capabilities(capabilities.clone());
-            match builder.connect(&format!("http://127.0.0.1:{port}")).await {
+            match builder.connect(&url).await {
                 Ok(client) => break client,
-                Err(e) if Instant::now() > deadline => panic!("no WebDriver session: {e}"),
+                Err(e) if Instant::now() > deadline => panic!("no WebDriver session at {url}: {e}"),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
         Browser {
             client,
-            driver,
+            driver: child,
+            _forwarder: forwarder,
             _profile: profile,
         }
     }
@@ -195,6 +271,53 @@ impl Browser {
             .expect("the file is chosen");
     }
 
+    /// Shares `file` from the page and returns the `.mtorrent` it built.
+    pub async fn share(&self, file: &Path) -> String {
+        self.choose_file("share-file", file).await;
+        // The status may still say the previous file is seeded: wait for this one.
+        let name = file.file_name().unwrap().to_string_lossy();
+        loop {
+            let (_, text) = self.wait_for_state("share-status", &["seeding"]).await;
+            if text.starts_with(&format!("Seeding {name} ")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let document = self
+            .eval(&shared_row(&name, "a.mtorrent').dataset.document"))
+            .await;
+        document.as_str().expect("the .mtorrent").to_owned()
+    }
+
+    /// Waits until the page says it uploaded something of shared file `name`.
+    pub async fn wait_for_upload(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let uploaded = self
+                .eval(&shared_row(name, ".uploaded').textContent"))
+                .await;
+            if uploaded.as_str().is_some_and(|text| text != "0 bytes") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed an upload of {name}: {uploaded}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Those of the page's controls with ids `ids` that are visible (their computed
+    /// visibility: what the user sees, not what the DOM holds).
+    pub async fn visible(&self, ids: &[&str]) -> Vec<String> {
+        let visible = self
+            .eval(&format!(
+                "return {ids:?}.filter((id) => document.getElementById(id).checkVisibility());"
+            ))
+            .await;
+        serde_json::from_value(visible).expect("a list of ids")
+    }
+
     /// The SHA-1 (hex) of the bytes behind the link `id` (an object URL).
     pub async fn sha1_of_link(&self, id: &str) -> String {
         let value = self
@@ -229,6 +352,26 @@ impl Browser {
     }
 }
 
+/// A script returning `property` of the cell `selector` in the page's row of shared file
+/// `name`, written as `selector').property`.
+pub fn shared_row(name: &str, selector_and_property: &str) -> String {
+    format!(
+        "const row = [...document.querySelectorAll('#shared tbody tr')]
+           .find((row) => row.querySelector('.name').textContent === {name:?});
+         return row?.querySelector('{selector_and_property};"
+    )
+}
+
+/// The controls of the page that only mean something after a share or a download: none is
+/// visible on a fresh page.
+pub const AFTER_AN_ACTION: [&str; 5] = [
+    "shared",
+    "share-progress",
+    "download-save",
+    "download-stats",
+    "download-progress",
+];
+
 /// `url` (an `http://127.0.0.1:PORT/...` URL) at [`INSECURE_HOST`].
 pub fn insecure_url(url: &str) -> String {
     url.replacen("127.0.0.1", INSECURE_HOST, 1)
@@ -240,23 +383,19 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         // Chromium runs in its own session: find its processes by their unique profile path.
         let profile = self._profile.path().to_string_lossy().into_owned();
-        let pids: Vec<String> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let pid = entry.file_name().to_string_lossy().into_owned();
-                pid.parse::<u32>().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                String::from_utf8_lossy(&cmdline)
-                    .contains(&profile)
-                    .then_some(pid)
-            })
-            .collect();
-        if !pids.is_empty() {
-            let _ = Command::new("sh")
-                .args(["-c", &format!("kill -9 {} 2>/dev/null", pids.join(" "))])
-                .status();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            if String::from_utf8_lossy(&cmdline).contains(&profile) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
         }
     }
 }

@@ -17,11 +17,15 @@ impl Launcher {
     /// Runs programs directly on this machine, peers listening on loopback
     /// ([`crate::TEST_LISTEN`]): what tests on 127.0.0.1 use.
     pub fn local() -> Self {
+        Self::direct().env("MTORRENT_LISTEN", crate::TEST_LISTEN)
+    }
+
+    /// Runs programs directly on this machine, the environment unchanged.
+    pub fn direct() -> Self {
         Self {
             wrapper: Vec::new(),
             env: Vec::new(),
         }
-        .env("MTORRENT_LISTEN", crate::TEST_LISTEN)
     }
 
     /// Runs each program as the last arguments of `wrapper` (a program and its first

@@ -25,7 +25,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-pub use browser::HostBrowser;
 pub use socket::Forwarder;
 
 use crate::command::{Dir, TestCommand};
@@ -385,6 +384,25 @@ impl Host {
         check: impl Fn(&serde_json::Value) -> bool,
     ) {
         crate::wait_for_stats(|| self.tracker_stats(addr), what, check);
+    }
+
+    /// [`Host::wait_for_tracker_stats`] for a tracker over https with a certificate of `ca`.
+    pub fn wait_for_https_tracker_stats(
+        &self,
+        ca: &crate::tls::TestCa,
+        addr: SocketAddr,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) {
+        let stats = || {
+            let stream = self
+                .connect(addr)
+                .unwrap_or_else(|e| panic!("{} cannot connect to {addr}: {e}", self.name));
+            let response = crate::tls::try_https_get_over(ca, stream, addr, "/stats")
+                .unwrap_or_else(|e| panic!("GET https://{addr}/stats from {}: {e}", self.name));
+            crate::parse_stats(response)
+        };
+        crate::wait_for_stats(stats, what, check);
     }
 
     /// The bytes it has sent out of its interface so far: what its processes uploaded, and a

@@ -107,6 +107,44 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A home directory, in the authority's directory, whose NSS database
+    /// (`.pki/nssdb`, made with `certutil`) trusts this authority to identify servers: Chromium
+    /// started with `HOME` set to it trusts what the authority issues, and nothing else of it
+    /// changes.
+    pub fn browser_home(&self) -> PathBuf {
+        let home = self.dir.path().join("browser-home");
+        let nssdb = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&nssdb).expect("make the NSS database's directory");
+        let database = format!("sql:{}", nssdb.display());
+        let certutil = |args: &[&std::ffi::OsStr]| {
+            let status = std::process::Command::new("certutil")
+                .args(args)
+                .status()
+                .expect("certutil runs (Debian package libnss3-tools)");
+            assert!(status.success(), "certutil {args:?}: {status}");
+        };
+        certutil(&[
+            "-d".as_ref(),
+            database.as_ref(),
+            "-N".as_ref(),
+            "--empty-password".as_ref(),
+        ]);
+        certutil(&[
+            "-d".as_ref(),
+            database.as_ref(),
+            "-A".as_ref(),
+            "-t".as_ref(),
+            "C,,".as_ref(),
+            "-n".as_ref(),
+            "mtorrent-test-ca".as_ref(),
+            "-i".as_ref(),
+            self.ca_pem_path.as_os_str(),
+        ]);
+        home
+    }
+}
+
 impl Default for TestCa {
     fn default() -> Self {
         Self::new()
@@ -116,9 +154,19 @@ impl Default for TestCa {
 /// An HTTPS GET of `path` from `addr`, trusting `ca` only: the status and the body, or why the
 /// connection failed (an untrusted certificate among others).
 pub fn try_https_get(ca: &TestCa, addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    try_https_get_over(ca, std::net::TcpStream::connect(addr)?, addr, path)
+}
+
+/// [`try_https_get`] over `tcp`, a connection already open to `addr` (made inside a network
+/// namespace, say).
+pub fn try_https_get_over(
+    ca: &TestCa,
+    tcp: std::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> std::io::Result<(u16, String)> {
     let connection = rustls::ClientConnection::new(ca.client_config(), ServerName::from(addr.ip()))
         .map_err(std::io::Error::other)?;
-    let tcp = std::net::TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
     write!(

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use mtorrent_e2e::bad_peer::CorruptSwarm;
-use mtorrent_e2e::browser::Browser;
+use mtorrent_e2e::browser::{shared_row, Browser, AFTER_AN_ACTION};
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::swarm::{get, get_and_seed, share, wait_until_file_equals, Trackers};
 use mtorrent_e2e::{random_bytes, tracker_stats};
@@ -41,52 +41,6 @@ async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
     browser.sha1_of_link("download-save").await
 }
 
-/// Shares `file` from the page and returns the `.mtorrent` it built.
-async fn share_in_page(browser: &Browser, file: &Path) -> String {
-    browser.choose_file("share-file", file).await;
-    // The status may still say the previous file is seeded: wait for this one.
-    let name = file.file_name().unwrap().to_string_lossy();
-    loop {
-        let (_, text) = browser.wait_for_state("share-status", &["seeding"]).await;
-        if text.starts_with(&format!("Seeding {name} ")) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let document = browser
-        .eval(&shared_row(&name, "a.mtorrent').dataset.document"))
-        .await;
-    document.as_str().expect("the .mtorrent").to_owned()
-}
-
-/// A script returning `property` of the cell `selector` in the page's row of shared file
-/// `name`, written as `selector').property`.
-fn shared_row(name: &str, selector_and_property: &str) -> String {
-    format!(
-        "const row = [...document.querySelectorAll('#shared tbody tr')]
-           .find((row) => row.querySelector('.name').textContent === {name:?});
-         return row?.querySelector('{selector_and_property};"
-    )
-}
-
-/// Waits until the page says it uploaded something of shared file `name`.
-async fn wait_for_upload(browser: &Browser, name: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let uploaded = browser
-            .eval(&shared_row(name, ".uploaded').textContent"))
-            .await;
-        if uploaded.as_str().is_some_and(|text| text != "0 bytes") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the page never showed an upload of {name}: {uploaded}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
     require_page();
@@ -113,14 +67,8 @@ async fn a_fresh_page_shows_no_control_that_means_nothing_yet() {
     let browser = Browser::on_page(&trackers.page_url()).await;
     // What the user sees, not what the DOM holds: the computed visibility of each control that
     // only means something after a share or a download.
-    let visible = browser
-        .eval(
-            "return ['shared', 'share-progress', 'download-save',
-                     'download-stats', 'download-progress']
-               .filter((id) => document.getElementById(id).checkVisibility());",
-        )
-        .await;
-    assert_eq!(visible, serde_json::json!([]), "visible on a fresh page");
+    let visible = browser.visible(&AFTER_AN_ACTION).await;
+    assert!(visible.is_empty(), "visible on a fresh page: {visible:?}");
     // And what must be there is.
     let visible = browser
         .eval("return ['drop-zone', 'download-mtorrent'].map((id) => document.getElementById(id).checkVisibility());")
@@ -136,13 +84,13 @@ async fn a_native_peer_downloads_a_file_the_page_shares() {
     let data = random_bytes(5 << 20 | 99, 41);
     let file = dir.write("from-browser.bin", &data);
     let browser = Browser::on_page(&trackers.page_url()).await;
-    let document = share_in_page(&browser, &file).await;
+    let document = browser.share(&file).await;
     let mtorrent = dir.write("from-browser.bin.mtorrent", document);
     let leecher = get_and_seed(&dir, "leecher", &mtorrent);
     let target = dir.join("leecher/from-browser.bin");
     wait_for_file(target, data).await;
     drop(leecher);
-    wait_for_upload(&browser, "from-browser.bin").await;
+    browser.wait_for_upload("from-browser.bin").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +103,7 @@ async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_co
     for (i, name) in ["first.bin", "second.bin"].into_iter().enumerate() {
         let data = random_bytes((3 << 20) + 1_001 * i, 50 + i as u64);
         let file = dir.write(name, &data);
-        let document = share_in_page(&browser, &file).await;
+        let document = browser.share(&file).await;
         let mtorrent = dir.write(format!("{name}.mtorrent"), document);
         shared.push((name, data, mtorrent));
     }
@@ -177,7 +125,7 @@ async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_co
     }
     // The page lists both, each with what it uploaded, and the status still says it seeds.
     for name in ["first.bin", "second.bin"] {
-        wait_for_upload(&browser, name).await;
+        browser.wait_for_upload(name).await;
         let visible = browser
             .eval(&shared_row(name, "a.mtorrent').checkVisibility()"))
             .await;
@@ -198,7 +146,7 @@ async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
     let data = random_bytes(4 << 20 | 7, 42);
     let file = dir.write("relayed.bin", &data);
     let first = Browser::on_page(&trackers.page_url()).await;
-    let document = share_in_page(&first, &file).await;
+    let document = first.share(&file).await;
     let mtorrent = dir.write("relayed.bin.mtorrent", document);
     // A native peer fetches it from the first page and seeds it.
     let _relay = get_and_seed(&dir, "relay", &mtorrent);
@@ -220,7 +168,7 @@ async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
     let file = dir.write("hashed.bin", &data);
     let browser = Browser::on_page(&trackers.page_url()).await;
     // Sharing hashes with WebCrypto; the WebAssembly fallback hashes the same file again.
-    let with_web_crypto = share_in_page(&browser, &file).await;
+    let with_web_crypto = browser.share(&file).await;
     let with_wasm = browser
         .eval(
             "const file = document.getElementById('share-file').files[0];
@@ -396,7 +344,7 @@ async fn a_native_peer_downloads_a_file_a_page_that_is_not_a_secure_context_shar
     let data = random_bytes(4 << 20 | 77, 46);
     let file = dir.write("from-plain-http.bin", &data);
     let browser = insecure_page(&trackers).await;
-    let document = share_in_page(&browser, &file).await;
+    let document = browser.share(&file).await;
     // The page names its trackers by the address it was opened at, which only the browser
     // resolves; the native peer reaches the same trackers at 127.0.0.1 (trackers are not part
     // of the file's identity).
@@ -417,5 +365,5 @@ async fn a_native_peer_downloads_a_file_a_page_that_is_not_a_secure_context_shar
     let leecher = get_and_seed(&dir, "leecher", &mtorrent);
     wait_for_file(dir.join("leecher/from-plain-http.bin"), data).await;
     drop(leecher);
-    wait_for_upload(&browser, "from-plain-http.bin").await;
+    browser.wait_for_upload("from-plain-http.bin").await;
 }

@@ -2,21 +2,26 @@
 //! own (a network namespace with its own address), nothing on 127.0.0.1, peers on their default
 //! address with no `--listen` nor `--advertise`: the trackers announce them at the address their
 //! connections come from. A partition cuts a host's cable; a NAT router hides a seeder behind
-//! its public address. Where network namespaces cannot be made (not root), each test says so
-//! and passes.
+//! its public address. Chromium on a host of its own opens the page of a tracker on another
+//! over plain http, not a secure context, and trades files with native peers on others (only
+//! the test's path to its chromedriver goes through 127.0.0.1). Where network namespaces cannot
+//! be made (not root), each test says so and passes.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use mtorrent_e2e::browser::{Browser, AFTER_AN_ACTION};
 use mtorrent_e2e::command::{Dir, Finished, TestCommand};
-use mtorrent_e2e::netns::{Host, HostBrowser, Network};
+use mtorrent_e2e::netns::{Host, Network};
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::Trackers;
+use mtorrent_e2e::tls::TestCa;
 use mtorrent_e2e::tracker_client::TrackerClient;
 use mtorrent_shared::tracker::{Announce, AnnounceEvent, FromTracker, PeerAddress, ToTracker};
 use mtorrent_shared::{Metainfo, PeerId};
+use sha1::{Digest, Sha1};
 
 /// The secret the trackers of these tests share with their twin.
 const TWIN_SECRET: &str = "network-tests-twin-secret-0123";
@@ -27,31 +32,67 @@ const TRACKER_PORT: u16 = 7001;
 /// The port a peer listens on when nothing says otherwise (on a fresh host it is free).
 const PEER_PORT: u16 = 7003;
 
-/// Tracker 1 on host `one` and tracker 2, its twin, on host `two`, both serving the page.
+/// Tracker 1 on host `one` and tracker 2 on host `two`, twins of each other (each told the
+/// other's URL, as `scripts/run.sh` does, so that the page of either names both), both serving
+/// the page.
 fn start_trackers(dir: &Dir, one: &Host, two: &Host) -> Trackers {
+    start_trackers_with(dir, one, two, None)
+}
+
+/// [`start_trackers`]; with `tls`, over https and wss with certificates of that authority for
+/// their hosts' addresses, twins linked over wss and trusting it.
+fn start_trackers_with(dir: &Dir, one: &Host, two: &Host, tls: Option<&TestCa>) -> Trackers {
     let www = mtorrent_e2e::www_dir().to_string_lossy().into_owned();
-    let tracker = |host: &Host, log: &str, twin: Option<String>| {
+    let tracker = |host: &Host, log: &str, twin: &Host| {
         let mut args = vec![
             "--listen".to_owned(),
             host.addr(TRACKER_PORT).to_string(),
             "--twin-secret".to_owned(),
             TWIN_SECRET.to_owned(),
+            "--twin".to_owned(),
+            tracker_url(twin, tls),
             "--www".to_owned(),
             www.clone(),
         ];
-        if let Some(twin) = twin {
-            args.extend(["--twin".to_owned(), twin]);
+        let mut launcher = host.launcher();
+        if let Some(ca) = tls {
+            let (cert, key) = ca.issue(&[&host.ip().to_string()]);
+            args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+            args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+            launcher = launcher.env("SSL_CERT_FILE", ca.ca_pem_path());
         }
-        host.start("mtorrent-tracker", args, &dir.join(log))
+        Process::start_with(&launcher, "mtorrent-tracker", args, &dir.join(log))
     };
-    let one = tracker(one, "tracker-1.log", None);
-    let two = tracker(two, "tracker-2.log", Some(one.ws_url()));
-    Trackers { one, two }
+    let one_process = tracker(one, "tracker-1.log", two);
+    let two_process = tracker(two, "tracker-2.log", one);
+    Trackers {
+        one: one_process,
+        two: two_process,
+    }
+}
+
+/// The tracker protocol's URL of the tracker on `host`: `wss://` with `tls`.
+fn tracker_url(host: &Host, tls: Option<&TestCa>) -> String {
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    format!("{scheme}://{}/ws", host.addr(TRACKER_PORT))
 }
 
 /// `mtorrent share` of `data` as `data.bin` on `host`, from `dir/name/` with its own catalog,
 /// writing `dir/name/data.bin.mtorrent`; it listens where a peer listens by default.
 fn share_on(host: &Host, dir: &Dir, name: &str, data: &[u8], trackers: &Trackers) -> Process {
+    share_on_with(host, dir, name, data, &trackers.args(), None)
+}
+
+/// [`share_on`], naming the trackers with `tracker_args`; with `tls`, listening over TLS with a
+/// certificate of that authority for its host's address, and trusting it.
+fn share_on_with(
+    host: &Host,
+    dir: &Dir,
+    name: &str,
+    data: &[u8],
+    tracker_args: &[String],
+    tls: Option<&TestCa>,
+) -> Process {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join("data.bin"), data).unwrap();
@@ -63,8 +104,20 @@ fn share_on(host: &Host, dir: &Dir, name: &str, data: &[u8], trackers: &Trackers
         "--catalog".into(),
         path_arg(&home.join("catalog.sqlite")),
     ];
-    args.extend(trackers.args());
-    let seeder = host.start("mtorrent", args, &dir.join(format!("{name}.log")));
+    args.extend_from_slice(tracker_args);
+    let mut launcher = host.launcher();
+    if let Some(ca) = tls {
+        let (cert, key) = ca.issue(&[&host.ip().to_string()]);
+        args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+        args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+        launcher = launcher.env("SSL_CERT_FILE", ca.ca_pem_path());
+    }
+    let seeder = Process::start_with(
+        &launcher,
+        "mtorrent",
+        args,
+        &dir.join(format!("{name}.log")),
+    );
     assert_eq!(
         seeder.addr().port(),
         PEER_PORT,
@@ -284,7 +337,7 @@ async fn chromium_inside_a_host_opens_the_page_of_a_tracker_on_another_host() {
         ],
         &dir.join("tracker.log"),
     );
-    let browser = HostBrowser::start(&client).await;
+    let browser = client.browser().await;
     let url = format!("http://{}/", tracker.addr());
     browser.client.goto(&url).await.expect("the page loads");
     let seen = browser
@@ -296,6 +349,173 @@ async fn chromium_inside_a_host_opens_the_page_of_a_tracker_on_another_host() {
     assert!(
         seen[2].as_str().is_some_and(|title| !title.is_empty()),
         "{seen}"
+    );
+}
+
+/// The built browser peer must be there: `scripts/build-web.sh` makes it.
+fn require_page() {
+    let module = mtorrent_e2e::www_dir().join("pkg/mtorrent_web_peer.js");
+    assert!(
+        module.is_file(),
+        "{} is missing: run scripts/build-web.sh",
+        module.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder_and_shares_to_a_native_leecher(
+) {
+    require_page();
+    let Some(network) = Network::new() else {
+        return;
+    };
+    let dir = Dir::new();
+    let tracker_1 = network.host("tracker-1");
+    let tracker_2 = network.host("tracker-2");
+    let seeder = network.host("seeder");
+    let leecher = network.host("leecher");
+    let browser_host = network.host("browser");
+    let data = random_bytes(3 << 20 | 123, 33);
+    let (trackers, _seeder) = tokio::task::block_in_place(|| {
+        let trackers = start_trackers(&dir, &tracker_1, &tracker_2);
+        let seeding = share_on(&seeder, &dir, "seeder", &data, &trackers);
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_tracker_stats(
+                tracker.addr(),
+                "the seeder is in the swarm",
+                |stats| stats["peers"] == 1,
+            );
+        }
+        (trackers, seeding)
+    });
+
+    let browser = browser_host.browser().await;
+    browser
+        .open(&format!("http://{}/", trackers.one.addr()))
+        .await;
+    let seen = browser
+        .eval("return [location.hostname, window.isSecureContext];")
+        .await;
+    // Plain http from another host: not a secure context, so the page keeps its downloads
+    // in IndexedDB.
+    assert_eq!(
+        seen,
+        serde_json::json!([tracker_1.ip().to_string(), false]),
+        "the page's host and whether it is a secure context"
+    );
+    let visible = browser.visible(&AFTER_AN_ACTION).await;
+    assert!(visible.is_empty(), "visible on a fresh page: {visible:?}");
+
+    // The page downloads what the native seeder on another host shares; what it saves is the
+    // file, byte for byte.
+    browser
+        .choose_file("download-mtorrent", &dir.join("seeder/data.bin.mtorrent"))
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let saved = hex::decode(browser.hex_of_link("download-save").await).unwrap();
+    assert!(
+        saved == data,
+        "the file the page saved differs from the seeded one"
+    );
+
+    // The page shares a file; it names the trackers by the address it was opened at, which
+    // the leecher's host reaches too. The page cannot listen: told by the tracker, it dials
+    // the native leecher back.
+    let shared = random_bytes(4 << 20 | 55, 34);
+    let file = dir.write("from-page.bin", &shared);
+    let document = browser.share(&file).await;
+    let metainfo = Metainfo::from_json(document.as_bytes()).expect("a valid .mtorrent");
+    assert_eq!(
+        metainfo.trackers(),
+        &[trackers.one.ws_url(), trackers.two.ws_url()],
+        "the page names the trackers at their hosts' addresses"
+    );
+    let mtorrent = dir.write("from-page.bin.mtorrent", &document);
+    tokio::task::block_in_place(|| get_on(&leecher, &dir, "leecher", &mtorrent).success());
+    let got = std::fs::read(dir.join("leecher/from-page.bin")).unwrap();
+    assert!(
+        got == shared,
+        "the file the leecher got from the page differs"
+    );
+    browser.wait_for_upload("from-page.bin").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from_a_native_seeder_over_tls(
+) {
+    require_page();
+    let Some(network) = Network::new() else {
+        return;
+    };
+    let dir = Dir::new();
+    let ca = TestCa::new();
+    let tracker_1 = network.host("tracker-1");
+    let tracker_2 = network.host("tracker-2");
+    let seeder = network.host("seeder");
+    let browser_host = network.host("browser");
+    let data = random_bytes(5 << 20 | 4321, 35);
+    let urls = [
+        tracker_url(&tracker_1, Some(&ca)),
+        tracker_url(&tracker_2, Some(&ca)),
+    ];
+    let tracker_args: Vec<String> = urls
+        .iter()
+        .flat_map(|url| ["--tracker".to_owned(), url.clone()])
+        .collect();
+    let (trackers, _seeder) = tokio::task::block_in_place(|| {
+        let trackers = start_trackers_with(&dir, &tracker_1, &tracker_2, Some(&ca));
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_https_tracker_stats(
+                &ca,
+                tracker.addr(),
+                "linked to its twin",
+                |stats| stats["twin"]["link"] == "up",
+            );
+        }
+        let seeding = share_on_with(&seeder, &dir, "seeder", &data, &tracker_args, Some(&ca));
+        for tracker in [&trackers.one, &trackers.two] {
+            browser_host.wait_for_https_tracker_stats(
+                &ca,
+                tracker.addr(),
+                "the seeder is in the swarm",
+                |stats| stats["peers"] == 1,
+            );
+        }
+        (trackers, seeding)
+    });
+    let metainfo =
+        Metainfo::from_json(&std::fs::read(dir.join("seeder/data.bin.mtorrent")).unwrap()).unwrap();
+    assert_eq!(metainfo.trackers(), &urls);
+
+    // Chromium trusts the test's authority through the NSS database of a home of its own:
+    // no flag makes it overlook a certificate.
+    let driver = browser_host.driver().env("HOME", ca.browser_home());
+    let browser = Browser::start_with(driver, &[]).await;
+    browser
+        .open(&format!("https://{}/", trackers.one.addr()))
+        .await;
+    let seen = browser
+        .eval(
+            "return [location.protocol, location.hostname, window.isSecureContext,
+                     document.getElementById('storage-status').dataset.storage];",
+        )
+        .await;
+    assert_eq!(
+        seen,
+        serde_json::json!(["https:", tracker_1.ip().to_string(), true, "opfs"]),
+        "the page's scheme and host, whether it is a secure context, where it keeps downloads"
+    );
+
+    // The page dials the seeder over wss, at its host's address.
+    browser
+        .choose_file("download-mtorrent", &dir.join("seeder/data.bin.mtorrent"))
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let digest = browser.sha1_of_link("download-save").await;
+    assert_eq!(
+        digest,
+        hex::encode(Sha1::digest(&data)),
+        "the saved file's SHA-1"
     );
 }
 

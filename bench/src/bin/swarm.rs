@@ -8,6 +8,12 @@
 //! authority, the trackers and seeders serve wss:// with certificates it issued for 127.0.0.1,
 //! and every mtorrent process trusts it through `SSL_CERT_FILE`.
 //!
+//! With `--netns`, the mtorrent swarm runs on a network made for the run instead of loopback:
+//! each tracker, each seeder and the leecher on a host of its own (a network namespace with its
+//! own address, cabled by a veth pair to a bridge), peers on their default address; the
+//! certificates of `--tls` are then issued for the hosts' addresses. It takes root. The iperf3
+//! and aria2c rows stay on loopback; a column says where each row ran.
+//!
 //! Needs iperf3, aria2c, mktorrent, node and the npm package bittorrent-tracker (the local
 //! tracker of the aria2c runs): `scripts/bench-deps.sh` installs them.
 //!
@@ -35,7 +41,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use mtorrent_bench::{generate_file, median, parse_size, peak_measure, sibling_binary, Measured};
-use mtorrent_e2e::tls::{try_https_get, TestCa};
+use mtorrent_e2e::launcher::Launcher;
+use mtorrent_e2e::netns::{Host, Network};
+use mtorrent_e2e::tls::{try_https_get_over, TestCa};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -64,6 +72,10 @@ struct Options {
     /// made for the run.
     #[arg(long)]
     tls: bool,
+    /// Run the mtorrent trackers, seeders and leecher each on a host of its own (a network
+    /// namespace, cabled to a bridge) instead of 127.0.0.1; takes root.
+    #[arg(long)]
+    netns: bool,
 }
 
 /// A secret the two mtorrent trackers share.
@@ -113,6 +125,8 @@ struct Tools {
 /// A row of the table: a measurement, or `None` when skipped.
 struct Row {
     what: &'static str,
+    /// Where it ran: `loopback`, or `netns` (hosts of their own).
+    place: &'static str,
     result: Option<Summary>,
 }
 
@@ -149,6 +163,60 @@ struct Bench {
     logs: PathBuf,
     /// The certificate authority of the TLS runs (`--tls`), which every process trusts.
     tls: Option<TestCa>,
+    /// The hosts of the mtorrent swarm with `--netns`; on loopback without.
+    hosts: Option<Hosts>,
+}
+
+/// The hosts of a network made for the run (`--netns`): one per tracker, per seeder, and the
+/// leecher's.
+struct Hosts {
+    trackers: [Host; 2],
+    seeders: Vec<Host>,
+    leecher: Host,
+    /// Deleted, with every process inside, when dropped (after the hosts).
+    _network: Network,
+}
+
+impl Hosts {
+    fn new(seeders: usize) -> Result<Self> {
+        let Some(network) = Network::new() else {
+            bail!("--netns makes network namespaces, which takes root");
+        };
+        Ok(Self {
+            trackers: [network.host("tracker-1"), network.host("tracker-2")],
+            seeders: (1..=seeders)
+                .map(|n| network.host(&format!("seed-{n}")))
+                .collect(),
+            leecher: network.host("leecher"),
+            _network: network,
+        })
+    }
+}
+
+impl Bench {
+    /// Where the mtorrent rows run.
+    fn place(&self) -> &'static str {
+        if self.hosts.is_some() {
+            "netns"
+        } else {
+            "loopback"
+        }
+    }
+
+    /// How to start a program on `host` (with `--netns`), or on this machine.
+    fn launcher(&self, host: impl Fn(&Hosts) -> &Host) -> Launcher {
+        self.hosts
+            .as_ref()
+            .map_or_else(Launcher::direct, |hosts| host(hosts).launcher())
+    }
+
+    /// A TCP connection to `addr`, from the leecher's host with `--netns`.
+    fn connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        Ok(match &self.hosts {
+            Some(hosts) => hosts.leecher.connect(addr)?,
+            None => TcpStream::connect_timeout(&addr, Duration::from_secs(5))?,
+        })
+    }
 }
 
 fn main() -> Result<()> {
@@ -180,6 +248,11 @@ fn main() -> Result<()> {
         work: dir.path().to_owned(),
         logs,
         tls,
+        hosts: if options.netns {
+            Some(Hosts::new(3)?)
+        } else {
+            None
+        },
     };
 
     let iperf3 = if options.skip_iperf3 {
@@ -201,6 +274,7 @@ fn main() -> Result<()> {
     let rows = [
         Row {
             what: "iperf3 loopback TCP",
+            place: "loopback",
             result: iperf3,
         },
         Row {
@@ -209,6 +283,7 @@ fn main() -> Result<()> {
             } else {
                 "mtorrent get, 1 seeder"
             },
+            place: bench.place(),
             result: Some(mtorrent_1),
         },
         Row {
@@ -217,14 +292,17 @@ fn main() -> Result<()> {
             } else {
                 "mtorrent get, 3 seeders"
             },
+            place: bench.place(),
             result: Some(mtorrent_3),
         },
         Row {
             what: "aria2c, 1 seeder",
+            place: "loopback",
             result: aria2_1,
         },
         Row {
             what: "aria2c, 3 seeders",
+            place: "loopback",
             result: aria2_3,
         },
     ];
@@ -349,17 +427,24 @@ fn measure_mtorrent(bench: &Bench, seeders: usize) -> Result<Summary> {
         let swarm = MtorrentSwarm::start(bench, seeders, &dir)?;
         let dest = dir.join("leecher");
         std::fs::create_dir(&dest)?;
-        let measured = peak_measure(&[
+        let catalog = dir.join("leech.sqlite");
+        let get = [
             utf8(&bench.tools.mtorrent)?,
             "get",
             utf8(&swarm.mtorrent_file)?,
             utf8(&dest)?,
             "--catalog",
-            utf8(&dir.join("leech.sqlite"))?,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .context("timing mtorrent get")?;
+            utf8(&catalog)?,
+        ];
+        // On its own host it listens where a peer does by default.
+        let argv: Vec<&str> = match &bench.hosts {
+            Some(hosts) => ["ip", "netns", "exec", hosts.leecher.namespace()]
+                .into_iter()
+                .chain(get)
+                .collect(),
+            None => get.into_iter().chain(["--listen", "127.0.0.1:0"]).collect(),
+        };
+        let measured = peak_measure(&argv).context("timing mtorrent get")?;
         drop(swarm);
         check_download(&bench.file, &dest.join(FILE_NAME))?;
         std::fs::remove_dir_all(&dir)?;
@@ -378,30 +463,32 @@ struct MtorrentSwarm {
 
 impl MtorrentSwarm {
     fn start(bench: &Bench, seeders: usize, dir: &Path) -> Result<Self> {
-        let (one, one_addr) =
-            start_mtorrent_tracker(bench, "mtorrent-tracker-1", &[], START_TIMEOUT)?;
+        let (one, one_addr) = start_mtorrent_tracker(bench, 0, &[], START_TIMEOUT)?;
         let scheme = if bench.tls.is_some() { "wss" } else { "ws" };
         let twin = format!("{scheme}://{one_addr}/ws");
-        let (two, two_addr) = start_mtorrent_tracker(
-            bench,
-            "mtorrent-tracker-2",
-            &["--twin", &twin],
-            START_TIMEOUT,
-        )?;
+        let (two, two_addr) = start_mtorrent_tracker(bench, 1, &["--twin", &twin], START_TIMEOUT)?;
         let trackers = [twin, format!("{scheme}://{two_addr}/ws")];
-        let seeder_tls = bench.tls.as_ref().map(|ca| ca.issue(&["127.0.0.1"]));
         let mut running = Vec::new();
         for n in 1..=seeders {
-            let mut share = Command::new(&bench.tools.mtorrent);
+            let launcher = bench.launcher(|hosts| &hosts.seeders[n - 1]);
+            let mut share = launcher.command(&bench.tools.mtorrent);
             share
                 .arg("share")
                 .arg(&bench.file)
                 .args(["--tracker", &trackers[0], "--tracker", &trackers[1]])
                 .arg("--catalog")
                 .arg(dir.join(format!("seed{n}.sqlite")))
-                .args(["--listen", "127.0.0.1:0", "-o"])
+                .arg("-o")
                 .arg(dir.join(format!("seed{n}.mtorrent")));
-            if let Some((cert, key)) = &seeder_tls {
+            // On its own host it listens where a peer does by default.
+            let ip = match &bench.hosts {
+                Some(hosts) => hosts.seeders[n - 1].ip().to_string(),
+                None => {
+                    share.args(["--listen", "127.0.0.1:0"]);
+                    "127.0.0.1".to_owned()
+                }
+            };
+            if let Some((cert, key)) = bench.tls.as_ref().map(|ca| ca.issue(&[&ip])) {
                 share.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
             }
             let name = format!("mtorrent-seed{n}");
@@ -426,34 +513,44 @@ impl MtorrentSwarm {
     }
 }
 
-/// Starts an mtorrent tracker on a free port of 127.0.0.1 and returns its address.
+/// Starts mtorrent tracker `index` (0 or 1) on a free port of 127.0.0.1, or of its host's
+/// address with `--netns`, and returns its address.
 fn start_mtorrent_tracker(
     bench: &Bench,
-    name: &str,
+    index: usize,
     extra: &[&str],
     timeout: Duration,
 ) -> Result<(Running, SocketAddr)> {
-    let mut tracker = Command::new(&bench.tools.tracker);
+    let ip = bench.hosts.as_ref().map_or_else(
+        || "127.0.0.1".to_owned(),
+        |h| h.trackers[index].ip().to_string(),
+    );
+    let mut tracker = bench
+        .launcher(|hosts| &hosts.trackers[index])
+        .command(&bench.tools.tracker);
     tracker
-        .args(["--listen", "127.0.0.1:0", "--twin-secret", TWIN_SECRET])
+        .args(["--listen", &format!("{ip}:0"), "--twin-secret", TWIN_SECRET])
         .args(extra);
+    let name = format!("mtorrent-tracker-{}", index + 1);
     if let Some(ca) = &bench.tls {
-        let (cert, key) = ca.issue(&["127.0.0.1"]);
+        let (cert, key) = ca.issue(&[&ip]);
         tracker
             .arg("--tls-cert")
             .arg(cert)
             .arg("--tls-key")
             .arg(key);
     }
-    Running::start_listening(name, tracker, &bench.logs, timeout)
+    Running::start_listening(&name, tracker, &bench.logs, timeout)
 }
 
-/// A tracker's `/stats`, over https in the TLS runs.
+/// A tracker's `/stats`, over https in the TLS runs, asked from the leecher's host with
+/// `--netns`.
 fn tracker_stats(bench: &Bench, addr: SocketAddr) -> Result<String> {
+    let stream = bench.connect(addr)?;
     match &bench.tls {
-        None => http_get(addr, "/stats"),
+        None => http_get_over(stream, addr, "/stats"),
         Some(ca) => {
-            let (status, body) = try_https_get(ca, addr, "/stats")
+            let (status, body) = try_https_get_over(ca, stream, addr, "/stats")
                 .with_context(|| format!("https://{addr}/stats"))?;
             ensure!(status == 200, "https://{addr}/stats: status {status}");
             Ok(body)
@@ -620,18 +717,23 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 fn print_table(options: &Options, rows: &[Row]) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "file: {} bytes ({:.2} GiB) over 127.0.0.1, median of {} run(s), {cores} cores",
+        "file: {} bytes ({:.2} GiB), mtorrent {}, median of {} run(s), {cores} cores",
         options.size,
         options.size as f64 / (1u64 << 30) as f64,
+        if options.netns {
+            "on hosts of their own (netns: veth pairs through a bridge)"
+        } else {
+            "over 127.0.0.1 (loopback)"
+        },
         options.runs
     );
     println!(
-        "{:<28} {:>9} {:>10} {:>14} {:>10}",
-        "what", "seconds", "MB/s", "peak RSS MiB", "vs aria2c"
+        "{:<28} {:<9} {:>9} {:>10} {:>14} {:>10}",
+        "what", "where", "seconds", "MB/s", "peak RSS MiB", "vs aria2c"
     );
     for (i, row) in rows.iter().enumerate() {
         let Some(result) = &row.result else {
-            println!("{:<28} {:>9}", row.what, "skipped");
+            println!("{:<28} {:<9} {:>9}", row.what, row.place, "skipped");
             continue;
         };
         // The mtorrent rows (1 and 2) compare with the aria2c row of the same seeder count.
@@ -640,8 +742,9 @@ fn print_table(options: &Options, rows: &[Row]) {
             _ => String::new(),
         };
         println!(
-            "{:<28} {:>9} {:>10.0} {:>14} {:>10}",
+            "{:<28} {:<9} {:>9} {:>10.0} {:>14} {:>10}",
             row.what,
+            row.place,
             result
                 .seconds
                 .map_or_else(|| "-".to_owned(), |s| format!("{s:.3}")),
@@ -768,7 +871,16 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<bo
 
 /// The body of `GET path` from an HTTP server at `addr` (HTTP/1.0, so the server closes).
 fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    http_get_over(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5))?,
+        addr,
+        path,
+    )
+}
+
+/// The body of `GET path` from an HTTP server at `addr` over `stream`, a connection open to it
+/// (HTTP/1.0, so the server closes).
+fn http_get_over(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Result<String> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
