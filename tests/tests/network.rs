@@ -93,6 +93,20 @@ fn share_on_with(
     tracker_args: &[String],
     tls: Option<&TestCa>,
 ) -> Process {
+    share_on_trusting(host, dir, name, data, tracker_args, tls, tls.is_some())
+}
+
+/// [`share_on_with`], trusting `ca`'s trackers, listening with a certificate of `ca` only if
+/// `listen_tls` (else at a plain `ws://` address).
+fn share_on_trusting(
+    host: &Host,
+    dir: &Dir,
+    name: &str,
+    data: &[u8],
+    tracker_args: &[String],
+    ca: Option<&TestCa>,
+    listen_tls: bool,
+) -> Process {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join("data.bin"), data).unwrap();
@@ -106,10 +120,12 @@ fn share_on_with(
     ];
     args.extend_from_slice(tracker_args);
     let mut launcher = host.launcher();
-    if let Some(ca) = tls {
-        let (cert, key) = ca.issue(&[&host.ip().to_string()]);
-        args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
-        args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+    if let Some(ca) = ca {
+        if listen_tls {
+            let (cert, key) = ca.issue(&[&host.ip().to_string()]);
+            args.extend(["--tls-cert".to_owned(), path_arg(&cert)]);
+            args.extend(["--tls-key".to_owned(), path_arg(&key)]);
+        }
         launcher = launcher.env("SSL_CERT_FILE", ca.ca_pem_path());
     }
     let seeder = Process::start_with(
@@ -376,7 +392,7 @@ async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder
     let leecher = network.host("leecher");
     let browser_host = network.host("browser");
     let data = random_bytes(3 << 20 | 123, 33);
-    let (trackers, _seeder) = tokio::task::block_in_place(|| {
+    let (trackers, _seeders) = tokio::task::block_in_place(|| {
         let trackers = start_trackers(&dir, &tracker_1, &tracker_2);
         let seeding = share_on(&seeder, &dir, "seeder", &data, &trackers);
         for tracker in [&trackers.one, &trackers.two] {
@@ -452,6 +468,7 @@ async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from
     let tracker_1 = network.host("tracker-1");
     let tracker_2 = network.host("tracker-2");
     let seeder = network.host("seeder");
+    let plain_seeder = network.host("plain-seeder");
     let browser_host = network.host("browser");
     let data = random_bytes(5 << 20 | 4321, 35);
     let urls = [
@@ -473,15 +490,26 @@ async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from
             );
         }
         let seeding = share_on_with(&seeder, &dir, "seeder", &data, &tracker_args, Some(&ca));
+        // A second seeder of the same file accepts only plain ws://, which an https page
+        // cannot open: the page must skip it, say so, and download from the other.
+        let plain = share_on_trusting(
+            &plain_seeder,
+            &dir,
+            "plain-seeder",
+            &data,
+            &tracker_args,
+            Some(&ca),
+            false,
+        );
         for tracker in [&trackers.one, &trackers.two] {
             browser_host.wait_for_https_tracker_stats(
                 &ca,
                 tracker.addr(),
-                "the seeder is in the swarm",
-                |stats| stats["peers"] == 1,
+                "both seeders are in the swarm",
+                |stats| stats["peers"] == 2,
             );
         }
-        (trackers, seeding)
+        (trackers, [seeding, plain])
     });
     let metainfo =
         Metainfo::from_json(&std::fs::read(dir.join("seeder/data.bin.mtorrent")).unwrap()).unwrap();
@@ -516,6 +544,15 @@ async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from
         digest,
         hex::encode(Sha1::digest(&data)),
         "the saved file's SHA-1"
+    );
+    let warnings = browser
+        .eval("return document.getElementById('download-warnings').innerText;")
+        .await;
+    assert!(
+        warnings
+            .as_str()
+            .is_some_and(|text| text.contains("Skipped 1 peer(s)") && text.contains("ws://")),
+        "the page says which peer it skipped and why: {warnings}"
     );
 }
 
