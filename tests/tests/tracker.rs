@@ -850,3 +850,46 @@ async fn a_silent_connection_is_dropped_and_a_quiet_one_that_answers_pings_is_ke
     reader.abort();
     drop(silent);
 }
+
+#[tokio::test]
+async fn one_address_holds_only_so_many_connections() {
+    let dir = Dir::new();
+    let t = tracker(
+        &dir,
+        "t1",
+        &[
+            "--max-connections-per-address",
+            "3",
+            "--trusted-proxy",
+            "127.0.0.1",
+        ],
+    );
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio_tungstenite::connect_async(t.ws_url()).await.unwrap());
+    }
+    let refused = tokio_tungstenite::connect_async(t.ws_url()).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("429")),
+        "a fourth connection from the same address: {refused:?}"
+    );
+    // Another address (named by the trusted proxy) still gets in, and so does this one once
+    // it closes a connection.
+    let mut other =
+        TrackerClient::connect_with_headers(&t.ws_url(), &[("X-Forwarded-For", "192.0.2.9")]).await;
+    assert!(matches!(
+        other.request(&ToTracker::ListFiles).await,
+        FromTracker::Files { .. }
+    ));
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(t.ws_url()).await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "never admitted again: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

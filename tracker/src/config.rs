@@ -80,6 +80,14 @@ pub struct Config {
         default_value_t = 20_000
     )]
     pub max_connections: usize,
+    /// Most simultaneous WebSocket connections from one client address (behind a trusted
+    /// proxy, the address the proxy names).
+    #[arg(
+        long,
+        env = "MTORRENT_TRACKER_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
     /// Largest message accepted, in bytes.
     #[arg(long, env = "MTORRENT_TRACKER_MAX_MESSAGE_BYTES", default_value_t = mtorrent_shared::tracker::MAX_TRACKER_MESSAGE_BYTES)]
     pub max_message_bytes: usize,

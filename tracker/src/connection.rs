@@ -13,6 +13,7 @@ use futures::{SinkExt, StreamExt};
 use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
 use tokio::sync::mpsc;
 
+use crate::admission::Slot;
 use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
 use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
@@ -20,9 +21,9 @@ use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
 /// How long a peer may leave its queued replies unread before it is dropped as a slow reader.
 const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted WebSocket, from `source`, until it closes.
-pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
-    tracker.connections.fetch_add(1, Ordering::Relaxed);
+/// Serves one accepted WebSocket, from `source`, until it closes; `_slot` is its place among
+/// the tracker's connections, freed when this returns.
+pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot: Slot) {
     let (mut sink, stream) = socket.split();
     let (outbox, mut outgoing) = Outbox::new(tracker.config.max_queued_bytes);
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
@@ -73,7 +74,6 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr) {
     {
         abort.abort();
     }
-    tracker.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 type TwinChannel = Option<mpsc::Sender<String>>;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Parser;
 
+mod admission;
 mod catalog;
 mod client_address;
 mod config;

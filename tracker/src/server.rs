@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tower_http::services::ServeDir;
 
+use crate::admission::Refused;
 use crate::client_address::client_address;
 use crate::connection;
 use crate::state::Tracker;
@@ -34,9 +35,19 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let client = client_address(source.ip(), &headers, &tracker.config.trusted_proxies);
-    if tracker.connections.load(Ordering::Relaxed) >= tracker.config.max_connections {
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response();
-    }
+    let slot = match tracker.admission.admit(client) {
+        Ok(slot) => slot,
+        Err(Refused::Full) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "too many connections").into_response()
+        }
+        Err(Refused::AddressFull) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            )
+                .into_response()
+        }
+    };
     let limit = tracker.config.max_message_bytes;
     // tungstenite's default buffers are 128 KiB each way per connection; tracker messages are
     // small, and at 10,000 connections those defaults alone would take gigabytes.
@@ -44,7 +55,7 @@ async fn upgrade(
         .max_frame_size(limit)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection::run(tracker, socket, client))
+        .on_upgrade(move |socket| connection::run(tracker, socket, client, slot))
 }
 
 /// What `/stats` returns.
@@ -76,7 +87,7 @@ fn collect(tracker: &Tracker) -> Stats {
         seeders: counts.seeders,
         leechers: counts.peers - counts.seeders,
         files,
-        connections: tracker.connections.load(Ordering::Relaxed),
+        connections: tracker.admission.open(),
         peer_connections: counts.peer_connections,
         messages_per_second: tracker.messages_per_second.load(Ordering::Relaxed),
         messages_total: tracker.messages.load(Ordering::Relaxed),

@@ -2,13 +2,15 @@
 //! in and out; every decision is made here, under one lock held for microseconds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mtorrent_shared::tracker::{AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker};
 use tokio::sync::mpsc;
 
+use crate::admission::Admission;
 use crate::catalog::{AddError, Catalog};
 use crate::config::Config;
 use crate::outbox::{Outbox, Text};
@@ -34,8 +36,8 @@ pub struct Tracker {
     started: Instant,
     inner: Mutex<Inner>,
     next_connection: AtomicU64,
-    /// Open WebSocket connections.
-    pub connections: AtomicUsize,
+    /// Places for WebSocket connections, in all and per address; how many are open.
+    pub admission: Arc<Admission>,
     /// Messages received since start.
     pub messages: AtomicU64,
     /// Messages received in the last whole second.
@@ -71,6 +73,7 @@ impl Tracker {
     /// A tracker with the given configuration and catalog.
     pub fn new(config: Config, catalog: Catalog) -> Self {
         let registry = Registry::new(config.registry_limits());
+        let admission = Admission::new(config.max_connections, config.max_connections_per_address);
         let mut catalog = catalog;
         catalog.set_limits(config.catalog_limits());
         Self {
@@ -85,7 +88,7 @@ impl Tracker {
                 last_catalog_sweep: Duration::ZERO,
             }),
             next_connection: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
+            admission,
             messages: AtomicU64::new(0),
             messages_per_second: AtomicU64::new(0),
         }
