@@ -8,7 +8,7 @@ mod rate;
 mod torrent;
 mod tracker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use mtorrent_shared::wire::Message;
 use mtorrent_shared::{InfoHash, PeerId};
 use mtorrent_tls::ServerTls;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -43,7 +43,16 @@ pub struct Node {
     torrents: Mutex<HashMap<InfoHash, Arc<Torrent>>>,
     /// The tracker client of each pair of trackers the node's files name.
     trackers: Mutex<HashMap<[String; 2], mpsc::UnboundedSender<tracker::SwarmChange>>>,
+    /// Places for peer connections, incoming and outgoing together.
+    peer_slots: Arc<Semaphore>,
+    /// Each file's peer addresses being dialled or connected to: one connection per address
+    /// and file, however many peer ids a tracker lists there.
+    dialled: Mutex<HashSet<(InfoHash, String)>>,
 }
+
+/// Most peer connections a node holds at once, incoming and outgoing; beyond, new ones are
+/// closed at once and dials wait for the next announce.
+pub const MAX_PEER_CONNECTIONS: usize = 1024;
 
 impl Node {
     /// Binds the listener on `listen` (without one, [`DEFAULT_PORT`] on every interface, or
@@ -72,6 +81,8 @@ impl Node {
             upload_limit: max_upload_rate.map(|rate| Arc::new(RateLimit::new(rate))),
             torrents: Mutex::new(HashMap::new()),
             trackers: Mutex::new(HashMap::new()),
+            peer_slots: Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS)),
+            dialled: Mutex::new(HashSet::new()),
         });
         tokio::spawn(accept_loop(node.clone(), listener));
         Ok(node)
@@ -148,9 +159,24 @@ impl Node {
     }
 
     /// Connects to the peer at `url` for `torrent`, in the background.
+    ///
+    /// A tracker can list many peer ids at one address (a liar can list a thousand at a
+    /// victim's): the node dials each address once per file, keeps no second connection to
+    /// it, and dials nothing while it holds [`MAX_PEER_CONNECTIONS`].
     pub fn dial(self: &Arc<Self>, torrent: Arc<Torrent>, url: String) {
+        let key = (torrent.metainfo.info_hash(), url.clone());
+        if !lock(&self.dialled).insert(key.clone()) {
+            return;
+        }
+        let Ok(slot) = self.peer_slots.clone().try_acquire_owned() else {
+            lock(&self.dialled).remove(&key);
+            return;
+        };
         let limit = self.upload_limit.clone();
+        let node = self.clone();
         tokio::spawn(async move {
+            let _slot = slot;
+            let _dialled = Dialled { node: &node, key };
             let connect = mtorrent_tls::connect(&url, ws_config());
             match tokio::time::timeout(Duration::from_secs(10), connect).await {
                 Ok(Ok((socket, _))) => {
@@ -178,6 +204,18 @@ async fn bind_default() -> Result<TcpListener> {
             .await
             .context("cannot listen for peers on any port"),
         Err(e) => Err(e).with_context(|| format!("cannot listen for peers on port {DEFAULT_PORT}")),
+    }
+}
+
+/// Forgets a dialled address when its connection ends, however it ends.
+struct Dialled<'a> {
+    node: &'a Node,
+    key: (InfoHash, String),
+}
+
+impl Drop for Dialled<'_> {
+    fn drop(&mut self) {
+        lock(&self.node.dialled).remove(&self.key);
     }
 }
 
@@ -231,9 +269,15 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
                 continue;
             }
         };
+        let Ok(slot) = node.peer_slots.clone().try_acquire_owned() else {
+            // Every place is taken: close at once rather than hold a socket nobody serves.
+            tracing::debug!("refused a peer: {MAX_PEER_CONNECTIONS} connections already");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = serve_incoming(node, stream).await {
                 tracing::debug!("incoming peer: {e:#}");
             }
@@ -295,6 +339,65 @@ fn rand_id() -> [u8; 20] {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn an_address_listed_under_many_peer_ids_is_dialled_once() {
+        use mtorrent_shared::{Bitfield, Metainfo, PieceHash};
+        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None, None)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = [7u8; 1000];
+        let metainfo = Metainfo::new(
+            ["ws://127.0.0.1:1/".into(), "ws://127.0.0.1:2/".into()],
+            "data.bin".into(),
+            data.len() as u64,
+            vec![PieceHash::of(&data)],
+        )
+        .unwrap();
+        let lengths = metainfo.lengths();
+        let torrent = Torrent::new(
+            metainfo,
+            crate::storage::Storage::create_new(&dir.path().join("data.bin"), lengths).unwrap(),
+            Bitfield::new(1),
+            node.peer_id,
+            1,
+        );
+        // The "victim": it counts the connections it is sent, and holds them open.
+        let victim = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", victim.local_addr().unwrap());
+        for _ in 0..100 {
+            node.dial(torrent.clone(), url.clone());
+        }
+        let mut held = Vec::new();
+        let counting = async {
+            loop {
+                held.push(victim.accept().await.unwrap().0);
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), counting).await;
+        assert_eq!(
+            held.len(),
+            1,
+            "connections made to one address for one file"
+        );
+        // Once that connection ends, the address may be dialled again.
+        drop(held);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            node.dial(torrent.clone(), url.clone());
+            if let Ok(accepted) =
+                tokio::time::timeout(Duration::from_millis(200), victim.accept()).await
+            {
+                accepted.unwrap();
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never dialled again"
+            );
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_that_connects_and_says_nothing_is_dropped_after_the_handshake_timeout() {
