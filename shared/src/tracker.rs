@@ -210,6 +210,12 @@ pub enum ToTracker {
         /// The shared twin secret.
         secret: String,
     },
+    /// Twin: the answer to an accepted `sync_hello`. Until it comes, the dialling tracker does
+    /// not count its link as up, nor send anything over it.
+    SyncWelcome {
+        /// The accepting tracker's id.
+        tracker_id: String,
+    },
     /// Twin: the sender's whole registry, sent on every (re)connection.
     SyncState {
         /// Every live peer of every swarm.

@@ -893,3 +893,35 @@ async fn one_address_holds_only_so_many_connections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn twins_with_different_secrets_never_say_their_link_is_up() {
+    let dir = Dir::new();
+    let t1 = tracker(&dir, "t1", &[]);
+    // Tracker 2 dials tracker 1 with a secret tracker 1 does not share.
+    let t2 = Process::start(
+        "mtorrent-tracker",
+        [
+            "--listen",
+            "127.0.0.1:0",
+            "--www",
+            &www().to_string_lossy(),
+            "--twin",
+            &t1.ws_url(),
+            "--twin-secret",
+            "another-secret-0123456789",
+        ],
+        &dir.join("t2.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        let stats = mtorrent_e2e::tracker_stats(t2.addr());
+        assert_eq!(stats["twin"]["link"], "down", "{stats}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        t2.log().contains("refused this tracker"),
+        "tracker 2 says why: {}",
+        t2.log()
+    );
+}

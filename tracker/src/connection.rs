@@ -163,6 +163,10 @@ async fn run_inner(
             }
             tracing::info!(conn, "twin {tracker_id} connected");
             is_twin = true;
+            let welcome = ToTracker::SyncWelcome {
+                tracker_id: tracker.tracker_id.clone(),
+            };
+            queue(&outbox, welcome.encode().into()).await?;
             become_twin_link(tracker, conn, link);
             continue;
         }
@@ -187,7 +191,7 @@ fn become_twin_link(tracker: &Arc<Tracker>, conn: ConnectionId, link: &mut TwinC
         return;
     }
     if let Some(sender) = link.take() {
-        tracker.install_twin_link(conn, sender);
+        tracker.install_twin_link(conn, sender, true);
     }
 }
 

@@ -253,7 +253,7 @@ impl Tracker {
                     );
                 }
             }
-            ToTracker::SyncHello { .. } => {}
+            ToTracker::SyncHello { .. } | ToTracker::SyncWelcome { .. } => {}
             other => tracing::warn!("ignoring {} from the twin", message_name(&other)),
         }
     }
@@ -264,20 +264,25 @@ impl Tracker {
         self.lock().outboxes.remove(&conn);
     }
 
-    /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
-    /// greeting and the full state on it, atomically: no change can slip between the snapshot
-    /// and the link. Returns false if the outbox is already closed.
-    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox) -> bool {
-        let mut inner = self.lock();
-        let hello = ToTracker::SyncHello {
+    /// This tracker's greeting to its twin: its id and the shared secret.
+    pub fn twin_hello(&self) -> ToTracker {
+        ToTracker::SyncHello {
             tracker_id: self.tracker_id.clone(),
             secret: self.config.twin_secret.clone().unwrap_or_default(),
-        };
+        }
+    }
+
+    /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
+    /// full state on it (after the greeting, if `greet`), atomically: no change can slip between
+    /// the snapshot and the link. Returns false if the outbox is already closed.
+    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox, greet: bool) -> bool {
+        let mut inner = self.lock();
         let state = ToTracker::SyncState {
             peers: inner.registry.local_state(),
             files: inner.catalog.documents(),
         };
-        for message in [hello, state] {
+        let greeting = greet.then(|| self.twin_hello());
+        for message in greeting.into_iter().chain([state]) {
             if outbox.try_send(message.encode()).is_err() {
                 return false;
             }
@@ -474,6 +479,7 @@ fn message_name(message: &ToTracker) -> &'static str {
         ToTracker::ListFiles => "list_files",
         ToTracker::GetMetainfo { .. } => "get_metainfo",
         ToTracker::SyncHello { .. } => "sync_hello",
+        ToTracker::SyncWelcome { .. } => "sync_welcome",
         ToTracker::SyncState { .. } => "sync_state",
         ToTracker::SyncPeer(_) => "sync_peer",
         ToTracker::SyncPeerRemoved { .. } => "sync_peer_removed",

@@ -165,6 +165,7 @@ fn any_to_tracker() -> impl Strategy<Value = ToTracker> {
         any_hash().prop_map(|info_hash| ToTracker::GetMetainfo { info_hash }),
         (".{0,30}", ".{0,30}")
             .prop_map(|(tracker_id, secret)| ToTracker::SyncHello { tracker_id, secret }),
+        ".{0,30}".prop_map(|tracker_id| ToTracker::SyncWelcome { tracker_id }),
         (
             proptest::collection::vec((any_hash(), any_peer()), 0..4),
             proptest::collection::vec(".{0,30}", 0..3)
