@@ -298,7 +298,11 @@ fn peer_urls_seen_from(host: &Host, tracker: &Process, metainfo: &Metainfo) -> V
         .unwrap();
     runtime.block_on(async {
         let mut client = TrackerClient::connect_over(&tracker.ws_url(), stream).await;
-        let peer_id = PeerId([0x5a; 20]);
+        // A fresh id each time: the last asker's id may still be bound at the twin, where its
+        // leave is replicated a moment later.
+        static NEXT_ASKER: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0x50);
+        let asker = NEXT_ASKER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let peer_id = PeerId([asker; 20]);
         let reply = client
             .request(&ToTracker::Announce(Announce {
                 info_hash: metainfo.info_hash(),
