@@ -60,6 +60,45 @@ pub fn prepare_torrent(
     fresh: bool,
     our_peer_id: PeerId,
 ) -> Result<Arc<Torrent>> {
+    // A file its user is still writing can change while it is checked: check it again, a few
+    // times, before giving up on it.
+    let mut attempt = 1;
+    loop {
+        match prepare_once(catalog, entry, fresh, our_peer_id) {
+            Err(Prepare::ChangedMeanwhile) if attempt < PREPARE_ATTEMPTS => attempt += 1,
+            Err(Prepare::ChangedMeanwhile) => anyhow::bail!(
+                "{} kept changing while it was verified ({PREPARE_ATTEMPTS} times)",
+                entry.path.display()
+            ),
+            Err(Prepare::Failed(e)) => return Err(e),
+            Ok(torrent) => return Ok(torrent),
+        }
+    }
+}
+
+/// How many times [`prepare_torrent`] checks a file that changes while it is checked.
+const PREPARE_ATTEMPTS: u32 = 3;
+
+/// Why one try of [`prepare_torrent`] gave no torrent.
+enum Prepare {
+    /// The file changed while it was checked.
+    ChangedMeanwhile,
+    /// Anything else.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Prepare {
+    fn from(e: E) -> Self {
+        Prepare::Failed(e.into())
+    }
+}
+
+fn prepare_once(
+    catalog: &Catalog,
+    entry: &Entry,
+    fresh: bool,
+    our_peer_id: PeerId,
+) -> Result<Arc<Torrent>, Prepare> {
     let lengths = entry.metainfo.lengths();
     let info_hash = entry.metainfo.info_hash();
     let downloading = entry.state == EntryState::Downloading;
@@ -91,7 +130,7 @@ pub fn prepare_torrent(
     let storage = Storage::open_existing(&entry.path, lengths, writable)
         .with_context(|| format!("cannot open {}", entry.path.display()))?;
     if !writable && storage.stamp().ok() != stamp {
-        anyhow::bail!("{} changed while it was verified", entry.path.display());
+        return Err(Prepare::ChangedMeanwhile);
     }
     Ok(Torrent::new(
         entry.metainfo.clone(),
