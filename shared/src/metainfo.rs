@@ -176,6 +176,12 @@ impl Metainfo {
 
     /// Parses and validates a `.mtorrent` document.
     pub fn from_json(document: &[u8]) -> Result<Self, MetainfoError> {
+        Self::parse(document, false)
+    }
+
+    /// Parses and validates a document; with `exact`, a field the format does not define is
+    /// refused too.
+    fn parse(document: &[u8], exact: bool) -> Result<Self, MetainfoError> {
         if document.len() > MAX_METAINFO_BYTES {
             return Err(MetainfoError::DocumentTooLarge {
                 size: document.len(),
@@ -187,6 +193,16 @@ impl Metainfo {
         let Value::Object(fields) = value else {
             return Err(MetainfoError::Json("expected a JSON object".into()));
         };
+        let unknown = || {
+            fields
+                .keys()
+                .find(|key| !DOCUMENT_FIELDS.contains(&key.as_str()))
+        };
+        if let Some(unknown) = exact.then(unknown).flatten() {
+            return Err(MetainfoError::UnknownField(
+                unknown.chars().take(64).collect(),
+            ));
+        }
         let trackers = parse_trackers(&fields)?;
         let name = string_field(&fields, "name")?.to_owned();
         let size = u64_field(&fields, "size")?;
@@ -210,18 +226,7 @@ impl Metainfo {
     /// format does not define: what a tracker keeps for others must be exactly a document, not
     /// a carrier for other data.
     pub fn from_json_exact(document: &[u8]) -> Result<Self, MetainfoError> {
-        let metainfo = Self::from_json(document)?;
-        let fields: Map<String, Value> =
-            serde_json::from_slice(document).map_err(|e| MetainfoError::Json(e.to_string()))?;
-        if let Some(unknown) = fields
-            .keys()
-            .find(|key| !DOCUMENT_FIELDS.contains(&key.as_str()))
-        {
-            return Err(MetainfoError::UnknownField(
-                unknown.chars().take(64).collect(),
-            ));
-        }
-        Ok(metainfo)
+        Self::parse(document, true)
     }
 
     /// Writes the `.mtorrent` document (pretty-printed JSON with a trailing newline).
