@@ -126,6 +126,16 @@ pub fn capabilities(profile: &Path, extra_args: &[String]) -> Map<String, Value>
     capabilities
 }
 
+/// Fails the test unless the built browser peer is there (`scripts/build-web.sh` makes it).
+pub fn require_page() {
+    let module = crate::www_dir().join("pkg/mtorrent_web_peer.js");
+    assert!(
+        module.is_file(),
+        "{} is missing: run scripts/build-web.sh",
+        module.display()
+    );
+}
+
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Browser {

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::command::{Dir, Finished};
+use crate::launcher::Launcher;
 use crate::process::Process;
 
 const TWIN_SECRET: &str = "peer-tests-twin-secret-0123";
@@ -106,6 +107,21 @@ fn share_with(
     trackers: &Trackers,
     extra: &[&str],
 ) -> Process {
+    let mut args: Vec<String> = trackers.args();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    share_through(&Launcher::local(), dir, name, file, data, &args)
+}
+
+/// `mtorrent share` of `data`, written to `dir/name/file`, into `dir/file.mtorrent`, with its
+/// own catalog in `dir/name/` and `args` (the trackers among them), started by `launcher`.
+pub fn share_through(
+    launcher: &Launcher,
+    dir: &Dir,
+    name: &str,
+    file: &str,
+    data: &[u8],
+    extra_args: &[String],
+) -> Process {
     let home = dir.join(name);
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(home.join(file), data).unwrap();
@@ -119,9 +135,8 @@ fn share_with(
         "--catalog".into(),
         home.join("catalog.sqlite").to_string_lossy().into_owned(),
     ];
-    args.extend(trackers.args());
-    args.extend(extra.iter().map(|a| (*a).to_owned()));
-    Process::start("mtorrent", args, &dir.join(format!("{name}.log")))
+    args.extend_from_slice(extra_args);
+    Process::start_with(launcher, "mtorrent", args, &dir.join(format!("{name}.log")))
 }
 
 /// `mtorrent get --seed` into `dir/name/`, kept running as a seeder once complete.

@@ -17,16 +17,6 @@ fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))
 }
 
-/// The built browser peer must be there: `scripts/build-web.sh` makes it.
-fn require_page() {
-    let module = mtorrent_e2e::www_dir().join("pkg/mtorrent_web_peer.js");
-    assert!(
-        module.is_file(),
-        "{} is missing: run scripts/build-web.sh",
-        module.display()
-    );
-}
-
 /// Waits, off the async workers, until the file at `path` holds `data`.
 async fn wait_for_file(path: std::path::PathBuf, data: Vec<u8>) {
     tokio::task::spawn_blocking(move || wait_until_file_equals(&path, &data))
@@ -43,7 +33,7 @@ async fn download_in_page(browser: &Browser, mtorrent: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20 | 4321, 40);
@@ -61,7 +51,7 @@ async fn the_page_refuses_a_bad_mtorrent_then_downloads_from_a_native_seeder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fresh_page_shows_no_control_that_means_nothing_yet() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let browser = Browser::on_page(&trackers.page_url()).await;
@@ -78,7 +68,7 @@ async fn a_fresh_page_shows_no_control_that_means_nothing_yet() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_peer_downloads_a_file_the_page_shares() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(5 << 20 | 99, 41);
@@ -95,7 +85,7 @@ async fn a_native_peer_downloads_a_file_the_page_shares() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_connection() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let browser = Browser::on_page(&trackers.page_url()).await;
@@ -140,7 +130,7 @@ async fn a_page_sharing_two_files_serves_each_to_native_gets_over_one_tracker_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(4 << 20 | 7, 42);
@@ -160,7 +150,7 @@ async fn a_file_shared_by_one_page_reaches_another_through_a_native_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     // Pieces enough to be split between the hashing workers, and a short last one.
@@ -190,7 +180,7 @@ async fn both_hashing_engines_of_the_page_give_every_piece_its_sha1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(6 << 20, 44);
@@ -239,7 +229,7 @@ async fn stored_in_indexeddb(browser: &Browser) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_is_not_a_secure_context_downloads_into_indexeddb_and_keeps_no_piece() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(5 << 20 | 321, 45);
@@ -271,7 +261,7 @@ async fn a_page_that_is_not_a_secure_context_downloads_into_indexeddb_and_keeps_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_says_where_it_keeps_downloads_and_how_much_it_may_keep() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     for (browser, storage, name) in [
@@ -304,7 +294,7 @@ async fn the_page_says_where_it_keeps_downloads_and_how_much_it_may_keep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_is_not_a_secure_context_drops_pieces_a_closed_page_left() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let browser = insecure_page(&trackers).await;
@@ -338,7 +328,7 @@ async fn a_page_that_is_not_a_secure_context_drops_pieces_a_closed_page_left() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_peer_downloads_a_file_a_page_that_is_not_a_secure_context_shares() {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let dir = Dir::new();
     let trackers = Trackers::start(&dir);
     let data = random_bytes(4 << 20 | 77, 46);

@@ -372,20 +372,10 @@ async fn chromium_inside_a_host_opens_the_page_of_a_tracker_on_another_host() {
     );
 }
 
-/// The built browser peer must be there: `scripts/build-web.sh` makes it.
-fn require_page() {
-    let module = mtorrent_e2e::www_dir().join("pkg/mtorrent_web_peer.js");
-    assert!(
-        module.is_file(),
-        "{} is missing: run scripts/build-web.sh",
-        module.display()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder_and_shares_to_a_native_leecher(
 ) {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let Some(network) = Network::new() else {
         return;
     };
@@ -463,7 +453,7 @@ async fn a_page_over_plain_http_from_another_host_downloads_from_a_native_seeder
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_over_https_from_another_host_trusting_the_test_ca_downloads_from_a_native_seeder_over_tls(
 ) {
-    require_page();
+    mtorrent_e2e::browser::require_page();
     let Some(network) = Network::new() else {
         return;
     };

@@ -3,9 +3,10 @@
 use std::time::{Duration, Instant};
 
 use mtorrent_e2e::command::Dir;
-use mtorrent_e2e::process::Process;
+use mtorrent_e2e::launcher::Launcher;
 use mtorrent_e2e::swarm::{
-    get, get_and_seed, number_after, share, share_slowly, wait_until_file_equals, Trackers,
+    get, get_and_seed, number_after, share, share_slowly, share_through, wait_until_file_equals,
+    Trackers,
 };
 use mtorrent_e2e::{random_bytes, wait_for_tracker_stats};
 #[test]
@@ -68,26 +69,20 @@ fn a_tracker_that_never_answers_costs_a_download_no_timeout() {
     let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent = format!("ws://{}/ws", black_hole.local_addr().unwrap());
     let data = random_bytes(2 << 20, 5);
-    let home = dir.join("seeder");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("data.bin"), &data).unwrap();
     let mtorrent = dir.join("data.bin.mtorrent");
-    let two = trackers.two.ws_url();
-    let _seeder = Process::start(
-        "mtorrent",
-        [
-            "share".as_ref(),
-            home.join("data.bin").as_os_str(),
-            "-o".as_ref(),
-            mtorrent.as_os_str(),
-            "--catalog".as_ref(),
-            home.join("catalog.sqlite").as_os_str(),
-            "--tracker".as_ref(),
-            silent.as_ref(),
-            "--tracker".as_ref(),
-            two.as_ref(),
-        ],
-        &dir.join("seeder.log"),
+    let tracker_args = [
+        "--tracker".into(),
+        silent,
+        "--tracker".into(),
+        trackers.two.ws_url(),
+    ];
+    let _seeder = share_through(
+        &Launcher::local(),
+        &dir,
+        "seeder",
+        "data.bin",
+        &data,
+        &tracker_args,
     );
     wait_for_tracker_stats(trackers.two.addr(), "the seeder reached tracker 2", |s| {
         s["peers"] == 1

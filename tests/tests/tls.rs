@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mtorrent_e2e::command::Dir;
+use mtorrent_e2e::launcher::Launcher;
 use mtorrent_e2e::process::Process;
+use mtorrent_e2e::swarm::share_through;
 use mtorrent_e2e::tls::{https_get, https_stats, wait_for_https_stats, TestCa};
 use mtorrent_e2e::tracker_client::TrackerClient;
 use mtorrent_e2e::{random_bytes, tracker_stats};
@@ -216,36 +218,24 @@ async fn a_native_seeder_with_tls_serves_a_get_over_wss() {
     let trackers = [wss_url(t1.addr()), wss_url(t2.addr())];
 
     let data = random_bytes(3 << 20 | 777, 41);
-    let home = dir.join("seeder");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::write(home.join("data.bin"), &data).unwrap();
     let mtorrent = dir.join("data.bin.mtorrent");
     let (cert, key) = ca.issue(&["127.0.0.1"]);
-    let config_home = dir.join("seeder-config");
-    let seeder = Process::start_with_env(
-        "mtorrent",
-        [
-            "share".as_ref(),
-            home.join("data.bin").as_os_str(),
-            "-o".as_ref(),
-            mtorrent.as_os_str(),
-            "--catalog".as_ref(),
-            home.join("catalog.sqlite").as_os_str(),
-            "--tracker".as_ref(),
-            trackers[0].as_ref(),
-            "--tracker".as_ref(),
-            trackers[1].as_ref(),
-            "--tls-cert".as_ref(),
-            cert.as_os_str(),
-            "--tls-key".as_ref(),
-            key.as_os_str(),
-        ],
-        [
-            ("SSL_CERT_FILE", ca.ca_pem_path().as_os_str()),
-            ("XDG_CONFIG_HOME", config_home.as_os_str()),
-        ],
-        &dir.join("seeder.log"),
-    );
+    let launcher = Launcher::local()
+        .env("SSL_CERT_FILE", ca.ca_pem_path())
+        .env("XDG_CONFIG_HOME", dir.join("seeder-config"));
+    let args: Vec<String> = [
+        "--tracker",
+        &trackers[0],
+        "--tracker",
+        &trackers[1],
+        "--tls-cert",
+        &cert.to_string_lossy(),
+        "--tls-key",
+        &key.to_string_lossy(),
+    ]
+    .map(str::to_owned)
+    .into();
+    let seeder = share_through(&launcher, &dir, "seeder", "data.bin", &data, &args);
     let metainfo = Metainfo::from_json(&wait_for_file(&mtorrent)).unwrap();
     // Both trackers list the seeder at its TLS address, on the address it connected from.
     let expected = PeerAddress::Native {
