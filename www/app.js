@@ -405,14 +405,24 @@ function button(text, label, action) {
   return element;
 }
 
+/** Most files the page lists. */
+const MAX_LISTED = 10000;
+
 async function showFiles() {
   const status = $("files-status");
   const table = $("files");
   const body = table.querySelector("tbody");
   try {
-    const reply = await ask({ type: "list_files" });
-    if (reply.type !== "files") throw new Error(reply.message ?? "unexpected reply");
-    body.replaceChildren(...reply.files.map((file) => {
+    // The tracker lists its catalog a page at a time; the page shows the first MAX_LISTED.
+    const files = [];
+    let after;
+    do {
+      const reply = await ask(after ? { type: "list_files", after } : { type: "list_files" });
+      if (reply.type !== "files") throw new Error(reply.message ?? "unexpected reply");
+      files.push(...reply.files);
+      after = reply.next;
+    } while (after && files.length < MAX_LISTED);
+    body.replaceChildren(...files.map((file) => {
       const row = document.createElement("tr");
       row.dataset.infoHash = file.info_hash;
       for (const [text, numeric] of [[file.name, false], [humanSize(file.size), true], [file.seeders, true], [file.leechers, true]]) {
@@ -431,8 +441,9 @@ async function showFiles() {
       row.append(actions);
       return row;
     }));
-    table.hidden = reply.files.length === 0;
-    setStatus(status, reply.files.length === 0 ? "No file is shared here yet." : `${reply.files.length} file(s).`);
+    table.hidden = files.length === 0;
+    const more = after ? ` (the first ${files.length}; the tracker has more)` : "";
+    setStatus(status, files.length === 0 ? "No file is shared here yet." : `${files.length} file(s)${more}.`);
   } catch (e) {
     setStatus(status, `Cannot list files: ${e.message}`, "error");
   }

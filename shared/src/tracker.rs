@@ -16,8 +16,12 @@
 //!   its twin ([`ToTracker::SyncSignal`]).
 //! - [`ToTracker::ListFiles`] and [`ToTracker::GetMetainfo`]: the files the tracker knows.
 //!
-//! Twins exchange `sync_*` messages: a `sync_hello` then `sync_state` (the full registry) on
-//! every (re)connection, then each change as it happens.
+//! Twins exchange `sync_*` messages. On every (re)connection each proves it holds the shared
+//! twin secret without sending it: the dialling tracker's `sync_hello` carries a nonce, the
+//! answering tracker's `sync_challenge` its own nonce and an HMAC over both, and the dialler's
+//! `sync_proof` an HMAC over both under another label; `sync_welcome` says the link is up.
+//! Each side then streams its whole state in bounded pieces (`sync_peers` and `sync_file`
+//! messages closed by `sync_state_end`), then each change as it happens.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +30,15 @@ use crate::ids::{InfoHash, PeerId};
 /// The largest tracker message: room for an announce carrying the `.mtorrent` of a file of about
 /// 200 GiB, or a full-state sync of a large registry.
 pub const MAX_TRACKER_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most files in one page of `list_files`.
+pub const MAX_LIST_PAGE: u32 = 1_000;
+
+/// Most peers in one `sync_peers` message (a few hundred KiB of JSON).
+pub const SYNC_PEERS_PER_MESSAGE: usize = 1_000;
+
+/// Hex digits in a twin nonce (32 random bytes).
+pub const TWIN_NONCE_HEX: usize = 64;
 
 /// The default number of peers asked for in an announce.
 pub const DEFAULT_NUMWANT: u32 = 50;
@@ -195,34 +208,56 @@ pub enum ToTracker {
         /// address instead, so this is only a hint.
         dial: String,
     },
-    /// List the files in the catalog.
-    ListFiles,
+    /// List the files in the catalog, a page at a time, in info hash order.
+    ListFiles {
+        /// Start after this info hash (the previous page's `next`); from the first without.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<InfoHash>,
+        /// Most files wanted in the page; the tracker caps it at [`MAX_LIST_PAGE`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Fetch one file's `.mtorrent`.
     GetMetainfo {
         /// The file.
         info_hash: InfoHash,
     },
-    /// Twin: the first message on a link, naming the sending tracker and proving it is the
-    /// twin with the secret both trackers were given.
+    /// Twin: the first message on a link, from the dialling tracker.
     SyncHello {
         /// A random id the tracker chose when it started.
         tracker_id: String,
-        /// The shared twin secret.
-        secret: String,
+        /// A fresh random nonce, [`TWIN_NONCE_HEX`] hex digits.
+        nonce: String,
     },
-    /// Twin: the answer to an accepted `sync_hello`. Until it comes, the dialling tracker does
+    /// Twin: the answering tracker's reply to `sync_hello`, proving it holds the twin secret.
+    SyncChallenge {
+        /// The answering tracker's id.
+        tracker_id: String,
+        /// Its own fresh nonce, [`TWIN_NONCE_HEX`] hex digits.
+        nonce: String,
+        /// HMAC-SHA256, under the twin secret, over both nonces as the answering side (hex).
+        proof: String,
+    },
+    /// Twin: the dialling tracker's proof that it holds the twin secret.
+    SyncProof {
+        /// HMAC-SHA256, under the twin secret, over both nonces as the dialling side (hex).
+        proof: String,
+    },
+    /// Twin: the answer to an accepted `sync_proof`. Until it comes, the dialling tracker does
     /// not count its link as up, nor send anything over it.
     SyncWelcome {
         /// The accepting tracker's id.
         tracker_id: String,
     },
-    /// Twin: the sender's whole registry, sent on every (re)connection.
-    SyncState {
-        /// Every live peer of every swarm.
+    /// Twin: part of the sender's registry, in a state sent on every (re)connection; the
+    /// state ends with `sync_state_end`.
+    SyncPeers {
+        /// At most [`SYNC_PEERS_PER_MESSAGE`] live peers.
         peers: Vec<SyncPeer>,
-        /// Every `.mtorrent` in the catalog.
-        files: Vec<String>,
     },
+    /// Twin: the state is complete: the peers of every `sync_peers` since the link came up
+    /// replace what the receiver had from the sender.
+    SyncStateEnd,
     /// Twin: a peer joined or changed.
     SyncPeer(SyncPeer),
     /// Twin: a peer left a swarm.
@@ -302,10 +337,13 @@ pub enum FromTracker {
         /// The URL to dial.
         dial: String,
     },
-    /// The catalog.
+    /// A page of the catalog.
     Files {
-        /// Every file the tracker knows.
+        /// Files in info hash order.
         files: Vec<FileInfo>,
+        /// Where the next page starts (`after` in the next `list_files`); none after the last.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<InfoHash>,
     },
     /// One file's `.mtorrent`.
     Metainfo {

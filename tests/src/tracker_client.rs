@@ -88,14 +88,19 @@ impl TrackerClient {
 
     /// The next tracker message, or why there is none.
     pub async fn recv(&mut self) -> Result<FromTracker, Closed> {
+        let text = self.recv_text().await?;
+        Ok(FromTracker::decode(&text).expect("the tracker sends valid messages"))
+    }
+
+    /// The next text message as it came (a twin's messages are not [`FromTracker`] ones), or
+    /// why there is none.
+    pub async fn recv_text(&mut self) -> Result<String, Closed> {
         loop {
             let frame = tokio::time::timeout(REPLY_TIMEOUT, self.socket.next())
                 .await
                 .map_err(|_| Closed::Timeout)?;
             match frame {
-                Some(Ok(Message::Text(text))) => {
-                    return Ok(FromTracker::decode(&text).expect("the tracker sends valid messages"))
-                }
+                Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Err(Closed::Closed),
                 Some(Ok(other)) => panic!("unexpected frame {other:?}"),

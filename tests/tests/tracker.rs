@@ -100,11 +100,28 @@ async fn wait_for_peer(url: &str, info_hash: InfoHash, asker: u8, peer: u8, pres
     }
 }
 
+/// Every file `url` lists, asked for in pages of two, so that every caller also checks that
+/// the pages cover the catalog.
 async fn list_files(url: &str) -> Vec<InfoHash> {
     let mut client = TrackerClient::connect(url).await;
-    match client.request(&ToTracker::ListFiles).await {
-        FromTracker::Files { files } => files.iter().map(|f| f.info_hash).collect(),
-        other => panic!("expected files, got {other:?}"),
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ToTracker::ListFiles {
+            after,
+            limit: Some(2),
+        };
+        match client.request(&page).await {
+            FromTracker::Files { files, next } => {
+                assert!(files.len() <= 2, "a page holds at most what was asked");
+                listed.extend(files.iter().map(|f| f.info_hash));
+                match next {
+                    Some(next) => after = Some(next),
+                    None => return listed,
+                }
+            }
+            other => panic!("expected files, got {other:?}"),
+        }
     }
 }
 
@@ -351,7 +368,12 @@ async fn malformed_messages_get_errors_and_repeated_abuse_closes_the_connection(
     // The tracker is fine.
     let mut other = TrackerClient::connect(&t.ws_url()).await;
     assert!(matches!(
-        other.request(&ToTracker::ListFiles).await,
+        other
+            .request(&ToTracker::ListFiles {
+                after: None,
+                limit: None
+            })
+            .await,
         FromTracker::Files { .. }
     ));
 }
@@ -367,7 +389,12 @@ async fn oversized_messages_close_the_connection() {
     assert_eq!(client.recv().await.unwrap_err(), Closed::Closed);
     let mut other = TrackerClient::connect(&t.ws_url()).await;
     assert!(matches!(
-        other.request(&ToTracker::ListFiles).await,
+        other
+            .request(&ToTracker::ListFiles {
+                after: None,
+                limit: None
+            })
+            .await,
         FromTracker::Files { .. }
     ));
 }
@@ -491,7 +518,13 @@ async fn a_connection_over_its_message_rate_is_refused() {
     let mut client = TrackerClient::connect(&t.ws_url()).await;
     let mut codes = Vec::new();
     for _ in 0..5 {
-        match client.request(&ToTracker::ListFiles).await {
+        match client
+            .request(&ToTracker::ListFiles {
+                after: None,
+                limit: None,
+            })
+            .await
+        {
             FromTracker::Files { .. } => codes.push(None),
             FromTracker::Error { code, .. } => codes.push(Some(code)),
             other => panic!("unexpected {other:?}"),
@@ -542,12 +575,22 @@ async fn only_the_twin_with_the_secret_may_replicate() {
     let t = tracker(&dir, "t1", &[]);
     let hash = InfoHash([8; 20]);
     let mut impostor = TrackerClient::connect(&t.ws_url()).await;
+    // The tracker answers a greeting with its own proof, but the impostor cannot make one.
     let hello = ToTracker::SyncHello {
         tracker_id: "impostor".into(),
-        secret: "not-the-twin-secret-at-all".into(),
+        nonce: "0".repeat(mtorrent_shared::tracker::TWIN_NONCE_HEX),
+    };
+    impostor.send(&hello).await;
+    let challenge = impostor.recv_text().await.unwrap();
+    assert!(matches!(
+        ToTracker::decode(&challenge),
+        Ok(ToTracker::SyncChallenge { .. })
+    ));
+    let guess = ToTracker::SyncProof {
+        proof: "ab".repeat(32),
     };
     assert!(matches!(
-        impostor.request(&hello).await,
+        impostor.request(&guess).await,
         FromTracker::Error { .. }
     ));
     let fake = ToTracker::SyncPeer(mtorrent_shared::tracker::SyncPeer {
@@ -880,7 +923,12 @@ async fn one_address_holds_only_so_many_connections() {
     let mut other =
         TrackerClient::connect_with_headers(&t.ws_url(), &[("X-Forwarded-For", "192.0.2.9")]).await;
     assert!(matches!(
-        other.request(&ToTracker::ListFiles).await,
+        other
+            .request(&ToTracker::ListFiles {
+                after: None,
+                limit: None
+            })
+            .await,
         FromTracker::Files { .. }
     ));
     drop(held.pop());
@@ -920,8 +968,135 @@ async fn twins_with_different_secrets_never_say_their_link_is_up() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        t2.log().contains("refused this tracker"),
+        t2.log().contains("different --twin-secret"),
         "tracker 2 says why: {}",
         t2.log()
+    );
+}
+
+/// The `.mtorrent` of a file of `pieces` pieces, with made-up piece hashes.
+fn large_metainfo(name: &str, pieces: u32) -> Metainfo {
+    let hashes = (0..pieces)
+        .map(|i| mtorrent_shared::PieceHash(sha1_of(&[name.as_bytes(), &i.to_le_bytes()].concat())))
+        .collect();
+    Metainfo::new(
+        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
+        name.into(),
+        u64::from(pieces) * 512 * 1024,
+        hashes,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn twins_replicate_a_state_many_times_larger_than_a_message() {
+    let dir = Dir::new();
+    // Messages of at most 256 KiB, and a catalog of twelve 1 GiB files (about 1 MiB of
+    // documents), plus 600 peers: the state only fits in many messages.
+    let limit = ["--max-message-bytes", "262144"];
+    let t1 = tracker(&dir, "t1", &limit);
+    let mut seeder = TrackerClient::connect(&t1.ws_url()).await;
+    let mut expected = Vec::new();
+    for i in 0..12u8 {
+        let meta = large_metainfo(&format!("big-{i}.bin"), 2048);
+        let ToTracker::Announce(mut register) =
+            announce(meta.info_hash(), 1, AnnounceEvent::Started)
+        else {
+            unreachable!()
+        };
+        register.metainfo = Some(meta.to_json());
+        let reply = seeder.request(&ToTracker::Announce(register)).await;
+        assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+        expected.push(meta.info_hash());
+    }
+    let swarm = InfoHash([0x5A; 20]);
+    let mut crowd = TrackerClient::connect(&t1.ws_url()).await;
+    for i in 0..600u16 {
+        let ToTracker::Announce(mut a) = announce(swarm, 0, AnnounceEvent::Started) else {
+            unreachable!()
+        };
+        a.peer_id.0[..2].copy_from_slice(&i.to_be_bytes());
+        a.peer_id.0[2] = 0xC0;
+        let reply = crowd.request(&ToTracker::Announce(a)).await;
+        assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+    }
+    expected.sort();
+
+    let mut args = limit.to_vec();
+    let twin = t1.ws_url();
+    args.extend(["--twin", &twin]);
+    let t2 = tracker(&dir, "t2", &args);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let stats = mtorrent_e2e::tracker_stats(t2.addr());
+        if list_files(&t2.ws_url()).await == expected && stats["peers"] == 600 + 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tracker 2 never got the whole state: {stats}; log: {}",
+            t2.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_tracker_tells_nothing_to_what_answers_at_its_twin_url_without_the_secret() {
+    use futures::{SinkExt, StreamExt};
+    let dir = Dir::new();
+    // Something listens at the twin's URL and answers the greeting with a made-up proof.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let fake_url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let heard = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let mut heard = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, socket.next()).await {
+            let Message::Text(text) = frame else { continue };
+            if heard.is_empty() {
+                let challenge = ToTracker::SyncChallenge {
+                    tracker_id: "fake".into(),
+                    nonce: "1".repeat(mtorrent_shared::tracker::TWIN_NONCE_HEX),
+                    proof: "cd".repeat(32),
+                };
+                let _ = socket.send(Message::Text(challenge.encode().into())).await;
+            }
+            heard.push(text.to_string());
+        }
+        heard
+    });
+    let t = tracker(&dir, "t1", &["--twin", &fake_url]);
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    let ToTracker::Announce(mut register) = announce(
+        sample_metainfo("state.bin").info_hash(),
+        1,
+        AnnounceEvent::Started,
+    ) else {
+        unreachable!()
+    };
+    register.metainfo = Some(sample_metainfo("state.bin").to_json());
+    assert!(matches!(
+        client.request(&ToTracker::Announce(register)).await,
+        FromTracker::Peers { .. }
+    ));
+    let heard = heard.await.unwrap();
+    assert!(!heard.is_empty(), "the tracker dialled its twin URL");
+    for text in &heard {
+        assert!(!text.contains(TWIN_SECRET), "the secret went out: {text}");
+        assert!(
+            matches!(ToTracker::decode(text), Ok(ToTracker::SyncHello { .. })),
+            "only a greeting goes to what cannot prove it is the twin, not {text:.200}"
+        );
+    }
+    assert_eq!(
+        mtorrent_e2e::tracker_stats(t.addr())["twin"]["link"],
+        "down"
+    );
+    assert!(
+        t.log().contains("cannot prove it holds the twin secret"),
+        "the tracker says why: {}",
+        t.log()
     );
 }

@@ -58,7 +58,7 @@ impl Default for CatalogLimits {
 struct Entry {
     name: String,
     size: u64,
-    document: String,
+    document: std::sync::Arc<str>,
     /// The `metainfo` reply carrying `document`, encoded the first time it is asked for and
     /// then shared by every connection it is queued for.
     reply: std::sync::OnceLock<std::sync::Arc<str>>,
@@ -237,7 +237,7 @@ impl Catalog {
             Entry {
                 name: meta.name().to_owned(),
                 size: meta.size(),
-                document,
+                document: document.into(),
                 reply: std::sync::OnceLock::new(),
                 added_by,
                 last_seeded: now,
@@ -248,7 +248,7 @@ impl Catalog {
     /// One document.
     #[cfg(test)]
     pub fn get(&self, info_hash: InfoHash) -> Option<&str> {
-        self.files.get(&info_hash).map(|e| e.document.as_str())
+        self.files.get(&info_hash).map(|e| &*e.document)
     }
 
     /// The encoded `metainfo` reply for one document, shared rather than copied per request.
@@ -257,7 +257,7 @@ impl Catalog {
         let reply = entry.reply.get_or_init(|| {
             FromTracker::Metainfo {
                 info_hash,
-                metainfo: entry.document.clone(),
+                metainfo: entry.document.to_string(),
             }
             .encode()
             .into()
@@ -265,10 +265,20 @@ impl Catalog {
         Some(reply.clone())
     }
 
-    /// Every file, with swarm counts from `counts`.
-    pub fn list(&self, counts: impl Fn(InfoHash) -> (u32, u32)) -> Vec<FileInfo> {
-        self.files
-            .iter()
+    /// Up to `limit` files after `after` (from the first without), in info hash order, with
+    /// swarm counts from `counts`; and where the next page starts, if any file is left.
+    pub fn list(
+        &self,
+        after: Option<InfoHash>,
+        limit: usize,
+        counts: impl Fn(InfoHash) -> (u32, u32),
+    ) -> (Vec<FileInfo>, Option<InfoHash>) {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page = self.files.range((start, Bound::Unbounded));
+        let files: Vec<FileInfo> = page
+            .by_ref()
+            .take(limit)
             .map(|(info_hash, entry)| {
                 let (seeders, leechers) = counts(*info_hash);
                 FileInfo {
@@ -279,11 +289,16 @@ impl Catalog {
                     leechers,
                 }
             })
-            .collect()
+            .collect();
+        let next = match (page.next(), files.last()) {
+            (Some(_), Some(last)) => Some(last.info_hash),
+            _ => None,
+        };
+        (files, next)
     }
 
-    /// Every document, for the twin.
-    pub fn documents(&self) -> Vec<String> {
+    /// Every document, for the twin: shared, not copied.
+    pub fn documents(&self) -> Vec<std::sync::Arc<str>> {
         self.files.values().map(|e| e.document.clone()).collect()
     }
 
@@ -343,10 +358,45 @@ mod tests {
         let catalog = Catalog::open(dir.path()).unwrap();
         assert_eq!(catalog.len(), 1);
         assert_eq!(catalog.get(hash), Some(doc.as_str()));
-        let listed = catalog.list(|_| (2, 3));
-        assert_eq!(listed.len(), 1);
+        let (listed, next) = catalog.list(None, 10, |_| (2, 3));
+        assert_eq!((listed.len(), next), (1, None));
         assert_eq!((listed[0].name.as_str(), listed[0].size), ("a.bin", 5));
         assert_eq!((listed[0].seeders, listed[0].leechers), (2, 3));
+    }
+
+    #[test]
+    fn the_list_comes_in_pages_that_cover_every_file_once() {
+        let mut catalog = Catalog::ephemeral();
+        let mut hashes: Vec<InfoHash> = (0..7u8)
+            .map(|i| {
+                let (hash, doc) = document(&format!("{i}.bin"), &[i]);
+                catalog.add(&doc, None, None, Duration::ZERO).unwrap();
+                hash
+            })
+            .collect();
+        hashes.sort();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = catalog.list(after, 3, |_| (0, 0));
+            assert!(page.len() <= 3);
+            seen.extend(page.iter().map(|file| file.info_hash));
+            match next {
+                Some(last) => {
+                    assert_eq!(
+                        Some(&last),
+                        seen.last(),
+                        "the next page starts after this one"
+                    );
+                    after = Some(last);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, hashes);
+        // A page that ends exactly at the last file says there is no next one.
+        let (page, next) = catalog.list(Some(hashes[3]), 3, |_| (0, 0));
+        assert_eq!((page.len(), next), (3, None));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! One WebSocket connection: a peer, or the twin tracker announcing itself with `sync_hello`.
+//! One WebSocket connection: a peer, or the twin tracker, which greets with `sync_hello` and
+//! proves it holds the twin secret (see [`crate::twin_auth`]) before anything it says counts.
 //!
 //! [`run`] sets up, calls [`run_inner`], and always cleans up, so a connection's peers are
 //! dropped however it ends. Errors end the connection, never the tracker.
@@ -17,6 +18,8 @@ use crate::admission::Slot;
 use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
 use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
+use crate::twin_auth::{self, Side};
+use crate::twin_sync::{TwinFrame, TwinInbox};
 
 /// How long a peer may leave its queued replies unread before it is dropped as a slow reader.
 const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,7 +30,7 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot
     let (mut sink, stream) = socket.split();
     let (outbox, mut outgoing) = Outbox::new(tracker.config.max_queued_bytes);
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
-    let (twin_sender, mut twin_outgoing) = mpsc::channel::<String>(TWIN_OUTBOX_CAPACITY);
+    let (twin_sender, mut twin_outgoing) = mpsc::channel::<TwinFrame>(TWIN_OUTBOX_CAPACITY);
     let conn = tracker.open_connection(outbox.clone());
     let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
     let writer = tokio::spawn(async move {
@@ -48,7 +51,16 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot
                 }
                 // `None` here means the twin link was installed and then dropped: close.
                 twin = twin_outgoing.recv() => match twin {
-                    Some(text) => sink.send(Message::Text(text.into())).await,
+                    Some(frame) => {
+                        let mut sent = Ok(());
+                        for text in frame.into_texts() {
+                            sent = sink.send(Message::Text(text.into())).await;
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
+                        sent
+                    }
                     None => break,
                 },
                 _ = ping.tick() => sink.send(Message::Ping(bytes::Bytes::new())).await,
@@ -76,7 +88,15 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot
     }
 }
 
-type TwinChannel = Option<mpsc::Sender<String>>;
+type TwinChannel = Option<mpsc::Sender<TwinFrame>>;
+
+/// A twin handshake under way on this connection: the greeting's tracker id and nonce, and the
+/// nonce this tracker answered with.
+struct TwinHandshake {
+    tracker_id: String,
+    dialling_nonce: String,
+    answering_nonce: String,
+}
 
 async fn run_inner(
     tracker: &Arc<Tracker>,
@@ -89,6 +109,8 @@ async fn run_inner(
     let mut limiter = RateLimiter::new(tracker.config.rate_limit, tracker.config.rate_burst);
     let mut strikes = 0u32;
     let mut is_twin = false;
+    let mut handshake: Option<TwinHandshake> = None;
+    let mut inbox = TwinInbox::default();
     let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
     loop {
         // Nothing at all (not even the answer to a ping) for the idle timeout: the peer is gone,
@@ -118,7 +140,7 @@ async fn run_inner(
         tracker.messages.fetch_add(1, Ordering::Relaxed);
         if is_twin {
             match ToTracker::decode(&text) {
-                Ok(message) => tracker.handle_twin_message(message),
+                Ok(message) => tracker.handle_twin_message(&mut inbox, message),
                 Err(e) => tracing::warn!("bad message from the twin: {e}"),
             }
             continue;
@@ -148,27 +170,78 @@ async fn run_inner(
                 continue;
             }
         };
-        if let ToTracker::SyncHello { tracker_id, secret } = &message {
-            if !tracker.is_twin_secret(secret) {
-                tracing::warn!(conn, "refused a twin link: wrong or no twin secret");
-                strike(
-                    &outbox,
-                    &mut strikes,
-                    tracker,
-                    ErrorCode::Malformed,
-                    "not the twin",
-                )
-                .await?;
+        match message {
+            ToTracker::SyncHello { tracker_id, nonce } => {
+                let Some(secret) = tracker.twin_secret() else {
+                    tracing::warn!(conn, "refused a twin link: this tracker has no twin secret");
+                    strike(
+                        &outbox,
+                        &mut strikes,
+                        tracker,
+                        ErrorCode::Malformed,
+                        "not the twin",
+                    )
+                    .await?;
+                    continue;
+                };
+                if !twin_auth::is_nonce(&nonce) {
+                    strike(
+                        &outbox,
+                        &mut strikes,
+                        tracker,
+                        ErrorCode::Malformed,
+                        "bad nonce",
+                    )
+                    .await?;
+                    continue;
+                }
+                let answering_nonce = twin_auth::new_nonce();
+                let challenge = ToTracker::SyncChallenge {
+                    tracker_id: tracker.tracker_id.clone(),
+                    proof: twin_auth::prove(secret, Side::Answering, &nonce, &answering_nonce),
+                    nonce: answering_nonce.clone(),
+                };
+                queue(&outbox, challenge.encode().into()).await?;
+                handshake = Some(TwinHandshake {
+                    tracker_id,
+                    dialling_nonce: nonce,
+                    answering_nonce,
+                });
                 continue;
             }
-            tracing::info!(conn, "twin {tracker_id} connected");
-            is_twin = true;
-            let welcome = ToTracker::SyncWelcome {
-                tracker_id: tracker.tracker_id.clone(),
-            };
-            queue(&outbox, welcome.encode().into()).await?;
-            become_twin_link(tracker, conn, link);
-            continue;
+            ToTracker::SyncProof { proof } => {
+                let proved = match (tracker.twin_secret(), &handshake) {
+                    (Some(secret), Some(h)) => twin_auth::verify(
+                        secret,
+                        Side::Dialling,
+                        &h.dialling_nonce,
+                        &h.answering_nonce,
+                        &proof,
+                    ),
+                    _ => false,
+                };
+                let Some(greeted) = handshake.take().filter(|_| proved) else {
+                    tracing::warn!(conn, "refused a twin link: no proof of the twin secret");
+                    strike(
+                        &outbox,
+                        &mut strikes,
+                        tracker,
+                        ErrorCode::Malformed,
+                        "not the twin",
+                    )
+                    .await?;
+                    continue;
+                };
+                tracing::info!(conn, "twin {} connected", greeted.tracker_id);
+                is_twin = true;
+                let welcome = ToTracker::SyncWelcome {
+                    tracker_id: tracker.tracker_id.clone(),
+                };
+                queue(&outbox, welcome.encode().into()).await?;
+                become_twin_link(tracker, conn, link);
+                continue;
+            }
+            _ => {}
         }
         let mut reply = None;
         let verdict = tracker.handle_peer_message(conn, source, message, &mut reply);
@@ -191,7 +264,7 @@ fn become_twin_link(tracker: &Arc<Tracker>, conn: ConnectionId, link: &mut TwinC
         return;
     }
     if let Some(sender) = link.take() {
-        tracker.install_twin_link(conn, sender, true);
+        tracker.install_twin_link(conn, sender);
     }
 }
 

@@ -18,6 +18,8 @@ mod server;
 mod state;
 mod tls_listener;
 mod twin;
+mod twin_auth;
+mod twin_sync;
 
 fn main() -> ExitCode {
     let config = config::Config::parse();

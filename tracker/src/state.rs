@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mtorrent_shared::tracker::{AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker};
+use mtorrent_shared::tracker::{
+    AnnounceEvent, ErrorCode, FromTracker, PeerAddress, ToTracker, MAX_LIST_PAGE,
+};
 use tokio::sync::mpsc;
 
 use crate::admission::Admission;
@@ -15,15 +17,17 @@ use crate::catalog::{AddError, Catalog};
 use crate::config::Config;
 use crate::outbox::{Outbox, Text};
 use crate::registry::{ConnectionId, Owner, Registry, RegistryCounts};
+use crate::twin_sync::{TwinFrame, TwinInbox, TwinState};
 
 /// How often the catalog is searched for files that nobody seeds any more.
 const CATALOG_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Where changes for the twin go.
-pub type TwinOutbox = mpsc::Sender<String>;
+/// Where the state and changes for the twin go.
+pub type TwinOutbox = mpsc::Sender<TwinFrame>;
 
-/// Capacity of the twin link's outbox: changes queue here while the link is slow; when it is
-/// full the link is dropped and rebuilt with a full-state exchange.
+/// Capacity of the twin link's outbox, in changes: they queue here while the link is slow (or
+/// still sending the state); when it is full the link is dropped and rebuilt with a full-state
+/// exchange.
 pub const TWIN_OUTBOX_CAPACITY: usize = 65_536;
 
 /// Everything the tracker's tasks share.
@@ -190,9 +194,12 @@ impl Tracker {
                 to,
                 dial,
             } => inner.signal(conn, info_hash, from, to, dial),
-            ToTracker::ListFiles => {
-                let files = inner.catalog.list(|h| inner.registry.swarm_counts(h));
-                Ok(FromTracker::Files { files })
+            ToTracker::ListFiles { after, limit } => {
+                let limit = limit.unwrap_or(MAX_LIST_PAGE).min(MAX_LIST_PAGE) as usize;
+                let (files, next) = inner
+                    .catalog
+                    .list(after, limit, |h| inner.registry.swarm_counts(h));
+                Ok(FromTracker::Files { files, next })
             }
             ToTracker::GetMetainfo { info_hash } => match inner.catalog.metainfo_reply(info_hash) {
                 // Encoded once per file and shared by every connection that asks for it.
@@ -220,17 +227,17 @@ impl Tracker {
         }
     }
 
-    /// Handles one message from the twin.
-    pub fn handle_twin_message(&self, message: ToTracker) {
+    /// Handles one message from the twin, over the link whose state arrives in `inbox`.
+    pub fn handle_twin_message(&self, inbox: &mut TwinInbox, message: ToTracker) {
         let now = self.now();
+        if let ToTracker::SyncPeers { peers } = message {
+            // Gathered outside the lock: only the state's end touches the registry.
+            inbox.gather(peers);
+            return;
+        }
         let mut inner = self.lock();
         match message {
-            ToTracker::SyncState { peers, files } => {
-                for document in files {
-                    inner.add_twin_file(&document, now);
-                }
-                inner.registry.replace_twin_state(peers, now);
-            }
+            ToTracker::SyncStateEnd => inner.registry.replace_twin_state(inbox.take(), now),
             ToTracker::SyncPeer(peer) => inner.registry.apply_twin_peer(peer, now),
             ToTracker::SyncPeerRemoved { info_hash, peer_id } => {
                 inner.registry.apply_twin_removal(info_hash, peer_id);
@@ -253,7 +260,10 @@ impl Tracker {
                     );
                 }
             }
-            ToTracker::SyncHello { .. } | ToTracker::SyncWelcome { .. } => {}
+            ToTracker::SyncHello { .. }
+            | ToTracker::SyncChallenge { .. }
+            | ToTracker::SyncProof { .. }
+            | ToTracker::SyncWelcome { .. } => {}
             other => tracing::warn!("ignoring {} from the twin", message_name(&other)),
         }
     }
@@ -264,28 +274,18 @@ impl Tracker {
         self.lock().outboxes.remove(&conn);
     }
 
-    /// This tracker's greeting to its twin: its id and the shared secret.
-    pub fn twin_hello(&self) -> ToTracker {
-        ToTracker::SyncHello {
-            tracker_id: self.tracker_id.clone(),
-            secret: self.config.twin_secret.clone().unwrap_or_default(),
-        }
-    }
-
     /// Makes `outbox` the link that carries this tracker's changes to its twin, and queues the
-    /// full state on it (after the greeting, if `greet`), atomically: no change can slip between
-    /// the snapshot and the link. Returns false if the outbox is already closed.
-    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox, greet: bool) -> bool {
+    /// whole state on it first, atomically: no change can slip between the snapshot and the
+    /// link. The snapshot shares the catalog's documents; it is encoded a message at a time as
+    /// the link sends it. Returns false if the outbox is already closed.
+    pub fn install_twin_link(&self, conn: ConnectionId, outbox: TwinOutbox) -> bool {
         let mut inner = self.lock();
-        let state = ToTracker::SyncState {
+        let state = TwinState {
             peers: inner.registry.local_state(),
             files: inner.catalog.documents(),
         };
-        let greeting = greet.then(|| self.twin_hello());
-        for message in greeting.into_iter().chain([state]) {
-            if outbox.try_send(message.encode()).is_err() {
-                return false;
-            }
+        if outbox.try_send(TwinFrame::State(state)).is_err() {
+            return false;
         }
         inner.set_twin(Some(TwinLink {
             connection: conn,
@@ -294,19 +294,10 @@ impl Tracker {
         true
     }
 
-    /// Whether `secret` is this tracker's twin secret. Without a configured secret no twin
-    /// link is accepted, so nobody can inject peers or files by claiming to be the twin. The
-    /// comparison takes the same time wherever the first difference is.
-    pub fn is_twin_secret(&self, secret: &str) -> bool {
-        let Some(expected) = &self.config.twin_secret else {
-            return false;
-        };
-        expected.len() == secret.len()
-            && expected
-                .bytes()
-                .zip(secret.bytes())
-                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                == 0
+    /// The shared twin secret, if the tracker was given one. Without one no twin link is
+    /// accepted, so nobody can inject peers or files by claiming to be the twin.
+    pub fn twin_secret(&self) -> Option<&str> {
+        self.config.twin_secret.as_deref()
     }
 
     /// Whether a twin link is up.
@@ -460,7 +451,11 @@ impl Inner {
             return;
         };
         for message in sync {
-            if link.outbox.try_send(message.encode()).is_err() {
+            if link
+                .outbox
+                .try_send(TwinFrame::Change(message.encode()))
+                .is_err()
+            {
                 // Dropping the link's last sender ends its writer, which closes the socket; the
                 // link is then rebuilt with a full-state exchange.
                 tracing::warn!("twin link overloaded or closed; it will resynchronise");
@@ -476,11 +471,14 @@ fn message_name(message: &ToTracker) -> &'static str {
         ToTracker::Announce(_) => "announce",
         ToTracker::Leave { .. } => "leave",
         ToTracker::Signal { .. } => "signal",
-        ToTracker::ListFiles => "list_files",
+        ToTracker::ListFiles { .. } => "list_files",
         ToTracker::GetMetainfo { .. } => "get_metainfo",
         ToTracker::SyncHello { .. } => "sync_hello",
+        ToTracker::SyncChallenge { .. } => "sync_challenge",
+        ToTracker::SyncProof { .. } => "sync_proof",
         ToTracker::SyncWelcome { .. } => "sync_welcome",
-        ToTracker::SyncState { .. } => "sync_state",
+        ToTracker::SyncPeers { .. } => "sync_peers",
+        ToTracker::SyncStateEnd => "sync_state_end",
         ToTracker::SyncPeer(_) => "sync_peer",
         ToTracker::SyncPeerRemoved { .. } => "sync_peer_removed",
         ToTracker::SyncFile { .. } => "sync_file",

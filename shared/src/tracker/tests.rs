@@ -161,22 +161,32 @@ fn any_to_tracker() -> impl Strategy<Value = ToTracker> {
                 dial
             }
         ),
-        Just(ToTracker::ListFiles),
-        any_hash().prop_map(|info_hash| ToTracker::GetMetainfo { info_hash }),
-        (".{0,30}", ".{0,30}")
-            .prop_map(|(tracker_id, secret)| ToTracker::SyncHello { tracker_id, secret }),
-        ".{0,30}".prop_map(|tracker_id| ToTracker::SyncWelcome { tracker_id }),
         (
-            proptest::collection::vec((any_hash(), any_peer()), 0..4),
-            proptest::collection::vec(".{0,30}", 0..3)
+            proptest::option::of(any_hash()),
+            proptest::option::of(any::<u32>())
         )
-            .prop_map(|(peers, files)| ToTracker::SyncState {
+            .prop_map(|(after, limit)| ToTracker::ListFiles { after, limit }),
+        any_hash().prop_map(|info_hash| ToTracker::GetMetainfo { info_hash }),
+        (".{0,30}", "[0-9a-f]{64}")
+            .prop_map(|(tracker_id, nonce)| ToTracker::SyncHello { tracker_id, nonce }),
+        (".{0,30}", "[0-9a-f]{64}", "[0-9a-f]{64}").prop_map(|(tracker_id, nonce, proof)| {
+            ToTracker::SyncChallenge {
+                tracker_id,
+                nonce,
+                proof,
+            }
+        }),
+        "[0-9a-f]{64}".prop_map(|proof| ToTracker::SyncProof { proof }),
+        ".{0,30}".prop_map(|tracker_id| ToTracker::SyncWelcome { tracker_id }),
+        proptest::collection::vec((any_hash(), any_peer()), 0..4).prop_map(|peers| {
+            ToTracker::SyncPeers {
                 peers: peers
                     .into_iter()
                     .map(|(info_hash, peer)| SyncPeer { info_hash, peer })
                     .collect(),
-                files,
-            }),
+            }
+        }),
+        Just(ToTracker::SyncStateEnd),
         (any_hash(), any_peer())
             .prop_map(|(info_hash, peer)| ToTracker::SyncPeer(SyncPeer { info_hash, peer })),
         (any_hash(), any_peer_id())
@@ -243,7 +253,9 @@ fn any_from_tracker() -> impl Strategy<Value = FromTracker> {
             ),
             0..4
         )
-        .prop_map(|files| FromTracker::Files {
+        .prop_flat_map(|files| (Just(files), proptest::option::of(any_hash())))
+        .prop_map(|(files, next)| FromTracker::Files {
+            next,
             files: files
                 .into_iter()
                 .map(|(info_hash, name, size, seeders, leechers)| FileInfo {
@@ -329,4 +341,15 @@ fn a_listening_port_resolves_to_a_url_on_the_source_address() {
     );
     let json = serde_json::to_string(&listening).unwrap();
     assert_eq!(json, r#"{"kind":"listening","port":7003,"tls":false}"#);
+}
+
+#[test]
+fn a_list_files_without_a_page_asks_for_the_first() {
+    assert_eq!(
+        ToTracker::decode(r#"{"type":"list_files"}"#).unwrap(),
+        ToTracker::ListFiles {
+            after: None,
+            limit: None
+        }
+    );
 }
