@@ -1100,3 +1100,52 @@ async fn a_tracker_tells_nothing_to_what_answers_at_its_twin_url_without_the_sec
         t.log()
     );
 }
+
+#[tokio::test]
+async fn a_peer_may_announce_only_an_address_of_its_own_unless_it_is_a_trusted_relay() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let relayed = tracker(&dir, "relayed", &["--trusted-relay", "127.0.0.1"]);
+    let hash = InfoHash([0x41; 20]);
+    let at = |peer: u8, url: &str| {
+        let ToTracker::Announce(mut a) = announce(hash, peer, AnnounceEvent::Started) else {
+            unreachable!()
+        };
+        a.address = PeerAddress::Native { url: url.into() };
+        ToTracker::Announce(a)
+    };
+    // A liar lists a victim's address, by IP and by a name that is not its own, under many ids.
+    let mut liar = TrackerClient::connect(&t.ws_url()).await;
+    for (peer, victim) in [
+        (1, "ws://192.0.2.1:80/"),
+        (2, "ws://169.254.169.254/"),
+        (3, "ws://[::1]:22/"),
+    ] {
+        match liar.request(&at(peer, victim)).await {
+            FromTracker::Error { code, .. } => assert_eq!(code, ErrorCode::BadAddress),
+            other => panic!("{victim} was accepted from 127.0.0.1: {other:?}"),
+        }
+    }
+    // Its own address, by IP or by a name for it, is fine.
+    let mut honest = TrackerClient::connect(&t.ws_url()).await;
+    for (peer, own) in [(4, "ws://127.0.0.1:7003/"), (5, "ws://localhost:7004/")] {
+        let reply = honest.request(&at(peer, own)).await;
+        assert!(
+            matches!(reply, FromTracker::Peers { .. }),
+            "{own}: {reply:?}"
+        );
+    }
+    let listed = peer_ids(
+        &honest
+            .request(&announce(hash, 6, AnnounceEvent::Update))
+            .await,
+    );
+    assert!(
+        !listed.iter().any(|id| [1, 2, 3].contains(&id.0[0])),
+        "{listed:?}"
+    );
+    // A relay the operator trusts announces peers elsewhere.
+    let mut relay = TrackerClient::connect(&relayed.ws_url()).await;
+    let reply = relay.request(&at(7, "ws://192.0.2.1:7003/")).await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+}

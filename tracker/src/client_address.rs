@@ -28,7 +28,7 @@ pub fn client_address(source: IpAddr, headers: &HeaderMap, trusted_proxies: &[Ip
 
 /// `addr`, with an IPv4 address mapped into IPv6 written as IPv4, as a dual-stack listener
 /// reports it.
-fn canonical(addr: IpAddr) -> IpAddr {
+pub fn canonical(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
         v4 => v4,

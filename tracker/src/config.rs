@@ -146,6 +146,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<IpAddr>,
+    /// A relay that announces peers at other hosts than its own (repeat for several, or
+    /// comma-separate in the environment). Everyone else may announce a URL only at the
+    /// address the announce comes from (or a name that resolves to it), so that nobody can
+    /// list a victim's address for the swarm to dial.
+    #[arg(
+        long = "trusted-relay",
+        env = "MTORRENT_TRACKER_TRUSTED_RELAYS",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub trusted_relays: Vec<IpAddr>,
 }
 
 impl Config {

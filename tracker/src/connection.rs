@@ -243,6 +243,20 @@ async fn run_inner(
             }
             _ => {}
         }
+        if let ToTracker::Announce(announce) = &message {
+            // Checked before the state is locked: a name may take a lookup.
+            if let Err(reason) = tracker.advertised.check(&announce.address, source).await {
+                strike(
+                    &outbox,
+                    &mut strikes,
+                    tracker,
+                    ErrorCode::BadAddress,
+                    &reason,
+                )
+                .await?;
+                continue;
+            }
+        }
         let mut reply = None;
         let verdict = tracker.handle_peer_message(conn, source, message, &mut reply);
         if let Some(reply) = reply {

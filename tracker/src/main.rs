@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 mod admission;
+mod advertised;
 mod catalog;
 mod client_address;
 mod config;

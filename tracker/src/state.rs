@@ -13,6 +13,7 @@ use mtorrent_shared::tracker::{
 use tokio::sync::mpsc;
 
 use crate::admission::Admission;
+use crate::advertised::AdvertisedHosts;
 use crate::catalog::{AddError, Catalog};
 use crate::config::Config;
 use crate::outbox::{Outbox, Text};
@@ -42,6 +43,8 @@ pub struct Tracker {
     next_connection: AtomicU64,
     /// Places for WebSocket connections, in all and per address; how many are open.
     pub admission: Arc<Admission>,
+    /// Checks announced URLs against where their announces come from.
+    pub advertised: AdvertisedHosts,
     /// Messages received since start.
     pub messages: AtomicU64,
     /// Messages received in the last whole second.
@@ -80,6 +83,7 @@ impl Tracker {
         let admission = Admission::new(config.max_connections, config.max_connections_per_address);
         let mut catalog = catalog;
         catalog.set_limits(config.catalog_limits());
+        let advertised = AdvertisedHosts::new(&config.trusted_relays);
         Self {
             config,
             tracker_id: format!("{:016x}", rand::random::<u64>()),
@@ -93,6 +97,7 @@ impl Tracker {
             }),
             next_connection: AtomicU64::new(1),
             admission,
+            advertised,
             messages: AtomicU64::new(0),
             messages_per_second: AtomicU64::new(0),
         }

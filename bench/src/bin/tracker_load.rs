@@ -100,6 +100,8 @@ fn start_tracker(data_dir: &std::path::Path) -> Result<Tracker> {
         .args(["--listen", "127.0.0.1:0", "--max-connections", "20000"])
         // Every load connection comes from 127.0.0.1.
         .args(["--max-connections-per-address", "20000"])
+        // It announces its simulated peers at 10.0.x.y, as a relay would.
+        .args(["--trusted-relay", "127.0.0.1"])
         .args(["--rate-limit", "1000000", "--rate-burst", "1000000"])
         .arg("--data-dir")
         .arg(data_dir)
