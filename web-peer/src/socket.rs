@@ -1,36 +1,52 @@
-//! A browser WebSocket to a peer. Binary messages are handed over as the `ArrayBuffer`s they
-//! arrived in, untouched, so a block is copied once: from there to the piece it belongs to.
+//! A browser WebSocket, to a peer or a tracker. Messages are handed over as the JavaScript
+//! values they arrived as, untouched: a binary message as its `ArrayBuffer`, so a block is
+//! copied once, from there to the piece it belongs to, and so the receiver can check a
+//! message's size before any of it is copied into WebAssembly memory.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures::channel::oneshot;
-use js_sys::ArrayBuffer;
+use futures::future::{select, Either};
+use js_sys::{ArrayBuffer, JsString};
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-/// What arrives on a peer socket.
+use crate::clock;
+
+/// What arrives on a socket.
 #[derive(Debug)]
 pub enum SocketEvent {
     /// A binary message.
     Binary(ArrayBuffer),
-    /// A text message: peers send none.
-    Text,
+    /// A text message, still a JavaScript string.
+    Text(JsString),
     /// The socket closed: `None` if normally, or why not.
     Closed(Option<String>),
 }
 
-/// An open WebSocket to a peer; closed when dropped.
+/// An open WebSocket; closed when dropped (an attempt to open one too, if its future is
+/// dropped before it opens).
 #[derive(Debug)]
-pub struct PeerSocket {
+pub struct Socket {
     socket: WebSocket,
+    /// Bytes handed to the browser to send so far, to tell with `bufferedAmount` how many of
+    /// them have left.
+    sent: Cell<u64>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(CloseEvent)>,
+    _on_open: Closure<dyn FnMut()>,
 }
 
-impl PeerSocket {
-    /// Dials `url` and waits until the socket is open; what arrives then goes to `deliver`.
-    pub async fn open(url: &str, deliver: impl Fn(SocketEvent) + 'static) -> Result<Self, String> {
+impl Socket {
+    /// Dials `url` and waits until the socket is open, at most `timeout`; what arrives then
+    /// goes to `deliver`.
+    pub async fn open(
+        url: &str,
+        timeout: Duration,
+        deliver: impl Fn(SocketEvent) + 'static,
+    ) -> Result<Self, String> {
         let socket = WebSocket::new(url).map_err(crate::store::describe)?;
         socket.set_binary_type(BinaryType::Arraybuffer);
         let deliver = Rc::new(deliver);
@@ -39,9 +55,16 @@ impl PeerSocket {
         let on_message = {
             let deliver = deliver.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                match event.data().dyn_into::<ArrayBuffer>() {
+                let data = event.data();
+                match data.dyn_into::<ArrayBuffer>() {
                     Ok(buffer) => deliver(SocketEvent::Binary(buffer)),
-                    Err(_) => deliver(SocketEvent::Text),
+                    Err(data) => match data.dyn_into::<JsString>() {
+                        Ok(text) => deliver(SocketEvent::Text(text)),
+                        // Binary messages arrive as ArrayBuffers, set above.
+                        Err(_) => deliver(SocketEvent::Closed(Some(
+                            "a message arrived that is neither binary nor text".into(),
+                        ))),
+                    },
                 }
             })
         };
@@ -74,30 +97,65 @@ impl PeerSocket {
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        let open = opened.await.unwrap_or(false);
-        socket.set_onopen(None);
-        if !open {
-            socket.set_onmessage(None);
-            socket.set_onclose(None);
-            return Err("cannot connect".into());
-        }
-        Ok(Self {
+        // From here, dropping it (the attempt failed or timed out, or this future was dropped)
+        // abandons the attempt.
+        let socket = Self {
             socket,
+            sent: Cell::new(0),
             _on_message: on_message,
             _on_close: on_close,
-        })
+            _on_open: on_open,
+        };
+        let open = match select(opened, Box::pin(clock::sleep(timeout))).await {
+            Either::Left((opened, _)) => opened.unwrap_or(false),
+            Either::Right(((), _)) => false,
+        };
+        if !open {
+            return Err("cannot connect".into());
+        }
+        socket.socket.set_onopen(None);
+        Ok(socket)
     }
 
     /// Sends one binary message.
     pub fn send(&self, bytes: &[u8]) -> Result<(), String> {
         self.socket
             .send_with_u8_array(bytes)
-            .map_err(crate::store::describe)
+            .map_err(crate::store::describe)?;
+        self.sent.set(self.sent.get() + bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Sends one text message.
+    pub fn send_text(&self, text: &str) -> Result<(), String> {
+        self.socket
+            .send_with_str(text)
+            .map_err(crate::store::describe)?;
+        // `bufferedAmount` counts text as its UTF-8 bytes, as `str::len` does.
+        self.sent.set(self.sent.get() + text.len() as u64);
+        Ok(())
+    }
+
+    /// Closes the socket with a WebSocket close `code` and a `reason` for the other side.
+    pub fn close_with(&self, code: u16, reason: &str) {
+        let _ = self.socket.close_with_code_and_reason(code, reason);
+    }
+
+    /// Bytes handed to [`Socket::send`] and [`Socket::send_text`] so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sent.get()
+    }
+
+    /// Bytes sent but not yet passed to the network: the browser queues them without bound
+    /// while the other side does not read.
+    pub fn buffered(&self) -> u64 {
+        u64::from(self.socket.buffered_amount())
     }
 }
 
-impl Drop for PeerSocket {
+impl Drop for Socket {
     fn drop(&mut self) {
+        self.socket.set_onopen(None);
         self.socket.set_onmessage(None);
         self.socket.set_onclose(None);
         let _ = self.socket.close();

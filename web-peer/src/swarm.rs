@@ -1,11 +1,12 @@
 //! One file the browser downloads or seeds: a thin driver around the shared swarm core
 //! ([`mtorrent_shared::Swarm`]). It keeps the core in a `RefCell`, assembles received pieces in
-//! their buffers, has them checked and written by the store, reads blocks peers ask for, and
-//! wakes the connection tasks the core names. Single-threaded, like everything in a page:
-//! connection tasks borrow the state briefly, never across an await.
+//! their buffers, has them checked and written by the store, reads blocks peers ask for (held
+//! back for a peer that leaves what it was sent unread), and wakes the connection tasks the
+//! core names. Single-threaded, like everything in a page: connection tasks borrow the state
+//! briefly, never across an await.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -15,10 +16,11 @@ use js_sys::Uint8Array;
 use mtorrent_shared::wire::{Message, PieceHeader};
 use mtorrent_shared::{
     Bitfield, BlockRef, CloseReason, Metainfo, PeerId, PeerKey, SessionError, SwarmConfig,
-    SwarmEvent, ValidPieceIndex,
+    SwarmEvent, ValidPieceIndex, BLOCK_SIZE,
 };
 
 use crate::clock;
+use crate::connection::dials::{Claim, Dialled, Slots};
 use crate::events::{EventSink, PeerEvent};
 use crate::piece_buffer::{self, PieceBuffer};
 use crate::store::PieceStore;
@@ -36,6 +38,8 @@ pub struct Swarm {
     finished: RefCell<Option<oneshot::Sender<Result<(), String>>>>,
     /// Wakes [`Swarm::run_timers`] when the core's deadline moved earlier.
     timer: RefCell<Option<mpsc::UnboundedSender<()>>>,
+    /// The peer addresses this file is dialling or connected to.
+    dialled: Dialled,
 }
 
 struct State {
@@ -46,6 +50,9 @@ struct State {
     connections: HashMap<PeerKey, mpsc::UnboundedSender<()>>,
     /// The deadline [`Swarm::run_timers`] sleeps until.
     armed: Option<Duration>,
+    /// The connections whose peers leave too much unread, with the blocks they asked for
+    /// meanwhile, read once they catch up ([`Swarm::hold_reads`]).
+    held: HashMap<PeerKey, VecDeque<BlockRef>>,
 }
 
 impl Swarm {
@@ -122,11 +129,13 @@ impl Swarm {
                 assembling: HashMap::new(),
                 connections: HashMap::new(),
                 armed: None,
+                held: HashMap::new(),
             }),
             stopped: Cell::new(false),
             last_published: Cell::new(0.0),
             finished: RefCell::new(finished),
             timer: RefCell::new(None),
+            dialled: Dialled::default(),
         })
     }
 
@@ -160,6 +169,50 @@ impl Swarm {
         self.state.borrow().core.peer_count()
     }
 
+    /// Takes `url` for a connection of this file, and a place in `slots`, while the claim
+    /// lives; `None` if this file already dials or is connected to `url`, or no place is free.
+    pub fn claim_dial(&self, url: &str, slots: &Rc<Slots>) -> Option<Claim> {
+        self.dialled.claim(url, slots)
+    }
+
+    /// How many peer addresses this file is dialling or connected to.
+    pub fn dial_count(&self) -> usize {
+        self.dialled.len()
+    }
+
+    /// The bytes of the blocks a peer may ask for at once: the most an honest peer ever has
+    /// waiting to be sent to it.
+    pub fn serving_window_bytes(&self) -> u64 {
+        let requests = self
+            .state
+            .borrow()
+            .core
+            .config()
+            .session
+            .max_requests_accepted;
+        u64::from(requests.max(1)) * u64::from(BLOCK_SIZE)
+    }
+
+    /// Holds back reading the blocks connection `key` asks for (`hold`), because its peer
+    /// leaves what it was sent unread; or reads those it asked for meanwhile and serves it
+    /// again. While held, the blocks asked for wait in a queue no longer than the requests a
+    /// peer may have outstanding: a peer that asks for more (it cancelled some, or asks again)
+    /// has the oldest rejected.
+    pub fn hold_reads(self: &Rc<Self>, key: PeerKey, hold: bool) {
+        let released = {
+            let mut state = self.state.borrow_mut();
+            if hold {
+                state.held.entry(key).or_default();
+                None
+            } else {
+                state.held.remove(&key)
+            }
+        };
+        for block in released.into_iter().flatten() {
+            self.read(key, block);
+        }
+    }
+
     /// Registers a new connection; returns its key and its wake-ups.
     pub fn connect(self: &Rc<Self>) -> (PeerKey, mpsc::UnboundedReceiver<()>) {
         let (tx, rx) = mpsc::unbounded();
@@ -178,6 +231,7 @@ impl Swarm {
         {
             let mut state = self.state.borrow_mut();
             state.connections.remove(&key);
+            state.held.remove(&key);
             state.core.handle_peer_closed(key);
         }
         self.process();
@@ -200,13 +254,13 @@ impl Swarm {
         self: &Rc<Self>,
         key: PeerKey,
         header: PieceHeader,
-        data: impl FnOnce() -> Uint8Array,
+        data: Uint8Array,
     ) -> Result<(), String> {
         let result = {
             let mut state = self.state.borrow_mut();
             let result = state.core.handle_piece_header(key, clock::now(), header);
             if let Ok(Some(block)) = result {
-                self.assemble(&mut state, block, data());
+                self.assemble(&mut state, block, data);
             }
             result.map(|_| ())
         };
@@ -265,11 +319,22 @@ impl Swarm {
     /// bytes into their pieces, closes; then wakes the connections it names and the timer.
     fn process(self: &Rc<Self>) {
         let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        let most_held = usize::from(state.core.config().session.max_requests_accepted.max(1));
         while let Some(event) = state.core.poll_event() {
             match event {
-                SwarmEvent::ReadBlock { peer, block } => self.read(peer, block),
+                SwarmEvent::ReadBlock { peer, block } => match state.held.get_mut(&peer) {
+                    Some(held) => {
+                        if held.len() >= most_held {
+                            let oldest = held.pop_front().expect("a full queue");
+                            state.core.reject_block(peer, oldest);
+                        }
+                        held.push_back(block);
+                    }
+                    None => self.read(peer, block),
+                },
                 SwarmEvent::WriteBlock { block, data, .. } => {
-                    self.assemble(&mut state, block, Uint8Array::from(&data[..]));
+                    self.assemble(state, block, Uint8Array::from(&data[..]));
                 }
                 SwarmEvent::VerifyPiece(piece) => {
                     if let Some(buffer) = state.assembling.remove(&piece.get()) {
@@ -471,5 +536,129 @@ impl Swarm {
     /// The page's event sink.
     pub fn events(&self) -> &EventSink {
         &self.events
+    }
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+pub(crate) mod tests {
+    use super::*;
+    use mtorrent_shared::wire::{BlockRequest, Handshake, PROTOCOL_VERSION};
+    use mtorrent_shared::{InfoHash, PieceHash, PIECE_SIZE};
+    use wasm_bindgen::{JsCast, JsValue};
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    /// A swarm seeding a file of `pieces` pieces from a store that counts its reads (in its
+    /// `reads` property), and the store.
+    pub(crate) fn seeding_swarm(pieces: u32) -> (Rc<Swarm>, JsValue) {
+        let store = js_sys::Function::new_no_args(
+            "return { reads: 0, \
+               read(offset, length) { this.reads += 1; return Promise.resolve(new Uint8Array(length)); }, \
+               write() { return Promise.resolve(); } };",
+        )
+        .call0(&JsValue::NULL)
+        .unwrap();
+        let metainfo = Metainfo::new(
+            ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
+            "test.bin".into(),
+            u64::from(pieces) * u64::from(PIECE_SIZE),
+            vec![PieceHash([0; 20]); pieces as usize],
+        )
+        .unwrap();
+        let events = EventSink::new(js_sys::Function::new_no_args(""));
+        let swarm = Swarm::seeding(
+            metainfo,
+            PeerId([1; 20]),
+            store.clone().unchecked_into(),
+            events,
+        );
+        (swarm, store)
+    }
+
+    fn reads(store: &JsValue) -> f64 {
+        js_sys::Reflect::get(store, &"reads".into())
+            .unwrap()
+            .as_f64()
+            .unwrap()
+    }
+
+    /// Block `n` of the file, as a request.
+    fn block(n: u32) -> BlockRequest {
+        BlockRequest {
+            piece: n / 2,
+            offset: n % 2 * BLOCK_SIZE,
+            length: BLOCK_SIZE,
+        }
+    }
+
+    /// Connects a peer that wants everything and is unchoked.
+    fn interested_peer(swarm: &Rc<Swarm>, info_hash: InfoHash, pieces: u32) -> PeerKey {
+        let (key, _wakeups) = swarm.connect();
+        let handshake = Handshake {
+            version: PROTOCOL_VERSION,
+            info_hash,
+            peer_id: PeerId([2; 20]),
+            max_requests: 16,
+        };
+        for message in [
+            Message::Handshake(handshake),
+            Message::Bitfield(Bitfield::new(pieces).to_wire().into()),
+            Message::Interested,
+        ] {
+            swarm.handle_message(key, message).unwrap();
+        }
+        key
+    }
+
+    async fn settle() {
+        clock::sleep(Duration::from_millis(50)).await;
+    }
+
+    #[test]
+    async fn blocks_asked_for_while_held_are_read_only_once_released_and_no_more_than_a_window() {
+        let pieces = 16;
+        let (swarm, store) = seeding_swarm(pieces);
+        let key = interested_peer(&swarm, swarm.metainfo.info_hash(), pieces);
+        let window = usize::from(SwarmConfig::default().session.max_requests_accepted);
+        assert_eq!(window, 16);
+        swarm.hold_reads(key, true);
+        for n in 0..16 {
+            swarm
+                .handle_message(key, Message::Request(block(n)))
+                .unwrap();
+        }
+        // The peer cancels four and asks for four others: twenty asked for while held.
+        for n in 0..4 {
+            swarm
+                .handle_message(key, Message::Cancel(block(n)))
+                .unwrap();
+        }
+        for n in 16..20 {
+            swarm
+                .handle_message(key, Message::Request(block(n)))
+                .unwrap();
+        }
+        settle().await;
+        assert_eq!(reads(&store), 0.0, "no block is read while held");
+        swarm.hold_reads(key, false);
+        settle().await;
+        assert_eq!(
+            reads(&store),
+            16.0,
+            "the window's worth is read, the oldest dropped"
+        );
+        let (messages, _) = swarm.transmit(key);
+        let pieces_sent = messages
+            .iter()
+            .filter(|m| matches!(m, Message::Piece { .. }))
+            .count();
+        assert_eq!(pieces_sent, 16);
+        // Released for good: what is asked for now is read at once.
+        swarm
+            .handle_message(key, Message::Request(block(0)))
+            .unwrap();
+        settle().await;
+        assert_eq!(reads(&store), 17.0);
     }
 }

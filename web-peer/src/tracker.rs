@@ -2,7 +2,10 @@
 //! whose `.mtorrent` names the same pair of trackers, over one browser WebSocket to tracker 1
 //! (or 2). However many files the page shares or downloads, it is one peer with one peer id and
 //! one tracker connection; a download dials the native peers it needs, and a seeding swarm
-//! dials back the native peers that ask for it through the tracker's signal.
+//! dials back the native peers that ask for it through the tracker's signal. A peer address
+//! is dialled once per file however often the tracker names it, and the page holds a bounded
+//! number of peer connections ([`connection::dials`]); a tracker message too long for the
+//! protocol is refused before it is copied into WebAssembly memory.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -10,21 +13,26 @@ use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{select, Either};
-use futures::stream::SplitSink;
-use futures::{SinkExt, StreamExt};
-use gloo::net::websocket::futures::WebSocket;
-use gloo::net::websocket::{Message as WsMessage, State};
-use mtorrent_shared::tracker::{FromTracker, PeerAddress, PeerInfo};
+use futures::StreamExt;
+use js_sys::JsString;
+use mtorrent_shared::tracker::{FromTracker, PeerAddress, PeerInfo, MAX_TRACKER_MESSAGE_BYTES};
 use mtorrent_shared::{Action, Announcer, AnnouncerConfig, AnnouncerEvent, InfoHash, PeerId};
 
 use crate::clock;
 use crate::connection;
 use crate::events::{EventSink, PeerEvent};
 use crate::origin;
+use crate::socket::{Socket, SocketEvent};
 use crate::swarm::Swarm;
 
 /// How many peers a download dials at most at once.
 const MAX_DOWNLOAD_PEERS: usize = 8;
+
+/// How long opening a tracker connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The WebSocket close code for a message that breaks the protocol (RFC 6455).
+const CLOSE_UNSUPPORTED: u16 = 1003;
 
 /// What the page tells its tracker client.
 pub enum SwarmChange {
@@ -38,6 +46,8 @@ enum Input {
     Text(u64, String),
     /// Tracker connection number `.0` closed.
     Closed(u64),
+    /// Tracker connection number `.0` sent a message that breaks the protocol, for reason `.1`.
+    Refused(u64, String),
     /// The page dropped its peer: nothing more will join.
     PeerDropped,
 }
@@ -65,7 +75,7 @@ pub fn spawn(
         peer_id,
         events,
         swarms: HashMap::new(),
-        sink: None,
+        socket: None,
         connection: 0,
         inputs,
     };
@@ -79,7 +89,7 @@ struct Client {
     events: EventSink,
     /// Each swarm, with the bytes it lacked when last told to the tracker.
     swarms: HashMap<InfoHash, (Rc<Swarm>, u64)>,
-    sink: Option<SplitSink<WebSocket, WsMessage>>,
+    socket: Option<Socket>,
     /// The number of the current tracker connection, so a closed one's late messages are
     /// ignored.
     connection: u64,
@@ -129,10 +139,22 @@ impl Client {
                 }
             }
             Input::Closed(connection) if connection == self.connection => {
-                self.sink = None;
+                self.socket = None;
                 self.announcer.handle_disconnected(now);
             }
-            Input::Text(..) | Input::Closed(_) | Input::PeerDropped => {}
+            Input::Refused(connection, reason) if connection == self.connection => {
+                self.events.emit(&PeerEvent::Warning {
+                    info_hash: None,
+                    message: format!("closed the tracker connection: {reason}"),
+                });
+                if let Some(socket) = self.socket.take() {
+                    socket.close_with(CLOSE_UNSUPPORTED, "message refused");
+                }
+                // Messages still on their way from it are ignored.
+                self.connection += 1;
+                self.announcer.handle_disconnected(now);
+            }
+            Input::Text(..) | Input::Closed(_) | Input::Refused(..) | Input::PeerDropped => {}
         }
     }
 
@@ -180,6 +202,8 @@ impl Client {
                     if let Some((swarm, _)) = self.swarms.get(&info_hash) {
                         let wanted = swarm.is_seeding() && !swarm.is_connected(from);
                         if wanted && origin::reachable(&dial, origin::page_is_https()) {
+                            // Nothing if the file dials or is connected to `dial` already, or
+                            // the page holds all the connections it may.
                             connection::dial(swarm.clone(), dial);
                         } else if wanted {
                             self.events.emit(&PeerEvent::Warning {
@@ -230,8 +254,9 @@ impl Client {
                 reason: origin::MIXED_CONTENT.to_owned(),
             });
         }
+        // Dials in progress count: a connection joins the swarm only once it is open.
         for url in reachable {
-            if swarm.peer_count() >= MAX_DOWNLOAD_PEERS {
+            if swarm.dial_count() >= MAX_DOWNLOAD_PEERS {
                 break;
             }
             connection::dial(swarm.clone(), url);
@@ -244,30 +269,30 @@ impl Client {
                 Action::Connect { urls, hedge_after } => {
                     self.connection += 1;
                     match open_either(&urls, hedge_after, self.connection, &self.inputs).await {
-                        Some((which, sink)) => {
-                            self.sink = Some(sink);
+                        Some((which, socket)) => {
+                            self.socket = Some(socket);
                             self.announcer.handle_connected(which, clock::now());
                         }
                         None => {
-                            self.sink = None;
+                            self.socket = None;
                             self.announcer.handle_disconnected(clock::now());
                         }
                     }
                 }
                 Action::Send(message) => {
-                    let sent = match self.sink.as_mut() {
-                        Some(sink) => sink.send(WsMessage::Text(message.encode())).await.is_ok(),
+                    let sent = match self.socket.as_ref() {
+                        Some(socket) => socket.send_text(&message.encode()).is_ok(),
                         None => false,
                     };
                     if !sent {
-                        self.sink = None;
+                        self.socket = None;
                         self.announcer.handle_disconnected(clock::now());
                     }
                 }
                 Action::Disconnect => {
                     // Messages still on their way from the old connection are ignored.
                     self.connection += 1;
-                    self.sink = None;
+                    self.socket = None;
                 }
             }
         }
@@ -282,7 +307,7 @@ async fn open_either(
     hedge_after: Duration,
     connection: u64,
     inputs: &mpsc::UnboundedSender<Input>,
-) -> Option<(usize, SplitSink<WebSocket, WsMessage>)> {
+) -> Option<(usize, Socket)> {
     let open_one = |which: usize| {
         let inputs = inputs.clone();
         let url = urls[which].clone();
@@ -290,49 +315,105 @@ async fn open_either(
     };
     let first = open_one(0);
     let first = match select(first, Box::pin(clock::sleep(hedge_after))).await {
-        Either::Left((Some(sink), _)) => return Some((0, sink)),
-        Either::Left((None, _)) => return open_one(1).await.map(|sink| (1, sink)),
+        Either::Left((Some(socket), _)) => return Some((0, socket)),
+        Either::Left((None, _)) => return open_one(1).await.map(|socket| (1, socket)),
         Either::Right(((), first)) => first,
     };
     match select(first, open_one(1)).await {
-        Either::Left((Some(sink), _)) => Some((0, sink)),
-        Either::Right((Some(sink), _)) => Some((1, sink)),
-        Either::Left((None, second)) => second.await.map(|sink| (1, sink)),
-        Either::Right((None, first)) => first.await.map(|sink| (0, sink)),
+        Either::Left((Some(socket), _)) => Some((0, socket)),
+        Either::Right((Some(socket), _)) => Some((1, socket)),
+        Either::Left((None, second)) => second.await.map(|socket| (1, socket)),
+        Either::Right((None, first)) => first.await.map(|socket| (0, socket)),
     }
 }
 
-/// Opens a tracker WebSocket and waits until it is open (at most 10 s); its text messages and
-/// its close reach `inputs`, tagged with `connection`.
-async fn open(
-    url: &str,
-    connection: u64,
-    inputs: mpsc::UnboundedSender<Input>,
-) -> Option<SplitSink<WebSocket, WsMessage>> {
-    let socket = WebSocket::open(url).ok()?;
-    let deadline = clock::now() + Duration::from_secs(10);
-    while matches!(socket.state(), State::Connecting) {
-        if clock::now() > deadline {
-            return None;
-        }
-        clock::sleep(Duration::from_millis(10)).await;
+/// Opens a tracker WebSocket and waits until it is open (at most [`CONNECT_TIMEOUT`]); its
+/// text messages and its close reach `inputs`, tagged with `connection`.
+async fn open(url: &str, connection: u64, inputs: mpsc::UnboundedSender<Input>) -> Option<Socket> {
+    Socket::open(url, CONNECT_TIMEOUT, move |event| {
+        let input = match event {
+            SocketEvent::Text(text) => match tracker_text(&text) {
+                Ok(text) => Input::Text(connection, text),
+                Err(reason) => Input::Refused(connection, reason),
+            },
+            SocketEvent::Binary(buffer) => Input::Refused(
+                connection,
+                format!(
+                    "the tracker sent a binary message of {} bytes; trackers send text",
+                    buffer.byte_length()
+                ),
+            ),
+            SocketEvent::Closed(_) => Input::Closed(connection),
+        };
+        let _ = inputs.unbounded_send(input);
+    })
+    .await
+    .ok()
+}
+
+/// A tracker's text message as Rust text, unless it is longer than
+/// [`MAX_TRACKER_MESSAGE_BYTES`]: refused from its length in UTF-16 units alone (each is one
+/// UTF-8 byte at least), before it is copied into WebAssembly memory; and checked again in
+/// UTF-8 bytes once copied.
+fn tracker_text(text: &JsString) -> Result<String, String> {
+    let too_long = |len: usize| {
+        format!(
+            "the tracker sent a message of more than {len} bytes; the limit is \
+             {MAX_TRACKER_MESSAGE_BYTES}"
+        )
+    };
+    let units = text.length() as usize;
+    if units > MAX_TRACKER_MESSAGE_BYTES {
+        return Err(too_long(units));
     }
-    if !matches!(socket.state(), State::Open) {
-        return None;
+    let text = String::from(text);
+    if text.len() > MAX_TRACKER_MESSAGE_BYTES {
+        return Err(too_long(text.len()));
     }
-    let (sink, mut stream) = socket.split();
-    wasm_bindgen_futures::spawn_local(async move {
-        while let Some(Ok(message)) = stream.next().await {
-            if let WsMessage::Text(text) = message {
-                if inputs
-                    .unbounded_send(Input::Text(connection, text))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }
-        let _ = inputs.unbounded_send(Input::Closed(connection));
-    });
-    Some(sink)
+    Ok(text)
+}
+
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use js_sys::{ArrayBuffer, WebAssembly};
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    fn memory_bytes() -> usize {
+        wasm_bindgen::memory()
+            .unchecked_into::<WebAssembly::Memory>()
+            .buffer()
+            .unchecked_into::<ArrayBuffer>()
+            .byte_length() as usize
+    }
+
+    #[test]
+    fn a_tracker_message_within_the_limit_is_taken_as_text() {
+        let text = JsString::from("{\"type\":\"error\"} é");
+        assert_eq!(tracker_text(&text).unwrap(), "{\"type\":\"error\"} é");
+    }
+
+    #[test]
+    fn an_overlong_tracker_message_is_refused_without_being_copied_into_webassembly_memory() {
+        let before = memory_bytes();
+        let units = (before * 2).max(MAX_TRACKER_MESSAGE_BYTES + 1);
+        let text = JsString::from("a").repeat(units as i32);
+        let refused = tracker_text(&text);
+        assert!(refused.is_err(), "{} units taken", units);
+        let after = memory_bytes();
+        assert!(
+            after < units,
+            "WebAssembly memory grew from {before} to {after} bytes for a {units}-byte message"
+        );
+    }
+
+    #[test]
+    fn a_tracker_message_longer_in_utf8_than_the_limit_is_refused() {
+        // Within the limit in UTF-16 units, beyond it in UTF-8 bytes.
+        let text = JsString::from("é").repeat((MAX_TRACKER_MESSAGE_BYTES / 2 + 1) as i32);
+        assert!(tracker_text(&text).is_err());
+    }
 }
