@@ -199,7 +199,7 @@ async fn twins_linked_over_wss_replicate() {
         other,
         3,
         PeerAddress::Native {
-            url: "wss://peer.example:7003/".into(),
+            url: "wss://localhost:7003/".into(),
         },
     ))
     .await;

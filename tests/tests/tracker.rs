@@ -845,6 +845,11 @@ async fn the_catalog_is_bounded_per_address_and_in_all() {
             unreachable!()
         };
         a.metainfo = Some(meta.to_json());
+        // At the address the proxy names: a peer is announced only where it is.
+        a.address = PeerAddress::Listening {
+            port: 7003,
+            tls: false,
+        };
         ToTracker::Announce(a)
     };
     let mut stored = Vec::new();
@@ -1147,5 +1152,84 @@ async fn a_peer_may_announce_only_an_address_of_its_own_unless_it_is_a_trusted_r
     // A relay the operator trusts announces peers elsewhere.
     let mut relay = TrackerClient::connect(&relayed.ws_url()).await;
     let reply = relay.request(&at(7, "ws://192.0.2.1:7003/")).await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+}
+
+/// Opens a WebSocket to `url` and starts a text message of `length` bytes by hand, sending its
+/// frame header and `first` bytes of it; returns the raw stream to go on with.
+async fn begin_message(
+    url: &str,
+    addr: std::net::SocketAddr,
+    length: u64,
+    first: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut stream = socket.into_inner();
+    // FIN and text; masked (as from a client) with a zero key, so the payload goes as it is.
+    let mut header = vec![0x81, 0x80 | 127];
+    header.extend_from_slice(&length.to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    stream.write_all(&header).await.unwrap();
+    stream.write_all(&vec![b' '; first]).await.unwrap();
+    stream
+}
+
+/// How long until the tracker closes `stream`, sending it a byte every `every` meanwhile (none
+/// if `None`); at most `limit`.
+async fn closed_within(
+    mut stream: tokio::net::TcpStream,
+    every: Option<Duration>,
+    limit: Duration,
+) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    while started.elapsed() < limit {
+        let wait = every.unwrap_or(Duration::from_millis(500));
+        match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            // A ping or an error reply before the close.
+            Ok(Ok(_)) => {}
+            Err(_) => {}
+        }
+        if every.is_some() && stream.write_all(b" ").await.is_err() {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_message_that_stops_or_trickles_halfway_is_not_held() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    // One sends half of a 1 MiB message and stops; another sends a byte every 200 ms.
+    let stalled = begin_message(&t.ws_url(), t.addr(), 1 << 20, 512 << 10).await;
+    let trickling = begin_message(&t.ws_url(), t.addr(), 1 << 20, 16).await;
+    let limit = Duration::from_secs(30);
+    let (stalled, trickling) = tokio::join!(
+        closed_within(stalled, None, limit),
+        closed_within(trickling, Some(Duration::from_millis(200)), limit),
+    );
+    // Both are dropped well before the 90 s idle timeout, within the 10 s allowance.
+    for (what, closed) in [("stalled", stalled), ("trickling", trickling)] {
+        let closed =
+            closed.unwrap_or_else(|| panic!("the {what} message is still held after {limit:?}"));
+        assert!(
+            closed < Duration::from_secs(20),
+            "{what}: closed after {closed:?}"
+        );
+    }
+    // An honest client with a message as large, sent at once, is served.
+    let meta = large_metainfo("whole.bin", 20_000);
+    let ToTracker::Announce(mut register) = announce(meta.info_hash(), 1, AnnounceEvent::Started)
+    else {
+        unreachable!()
+    };
+    register.metainfo = Some(meta.to_json());
+    let mut honest = TrackerClient::connect(&t.ws_url()).await;
+    let reply = honest.request(&ToTracker::Announce(register)).await;
     assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
 }

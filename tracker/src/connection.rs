@@ -15,6 +15,7 @@ use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
 use tokio::sync::mpsc;
 
 use crate::admission::Slot;
+use crate::metered::Received;
 use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
 use crate::state::{Tracker, Verdict, TWIN_OUTBOX_CAPACITY};
@@ -24,9 +25,27 @@ use crate::twin_sync::{TwinFrame, TwinInbox};
 /// How long a peer may leave its queued replies unread before it is dropped as a slow reader.
 const SLOW_READER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted WebSocket, from `source`, until it closes; `_slot` is its place among
-/// the tracker's connections, freed when this returns.
-pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot: Slot) {
+/// How long a message under way may go without a byte arriving before the peer is dropped.
+const PARTIAL_MESSAGE_STALL: Duration = Duration::from_secs(10);
+
+/// After [`PARTIAL_MESSAGE_STALL`], a message under way must have arrived at this many bytes
+/// per second on average: a peer that trickles a large message is dropped, rather than make the
+/// tracker hold the part it sent for as long as it likes.
+const PARTIAL_MESSAGE_MIN_RATE: u64 = 64 * 1024;
+
+/// How often a connection waiting for a message looks at what arrived meanwhile.
+const ARRIVAL_CHECK: Duration = Duration::from_secs(1);
+
+/// Serves one accepted WebSocket, from `source`, until it closes; `received` counts the bytes
+/// that arrive on it, and `_slot` is its place among the tracker's connections, freed when
+/// this returns.
+pub async fn run(
+    tracker: Arc<Tracker>,
+    socket: WebSocket,
+    source: IpAddr,
+    received: Arc<Received>,
+    _slot: Slot,
+) {
     let (mut sink, stream) = socket.split();
     let (outbox, mut outgoing) = Outbox::new(tracker.config.max_queued_bytes);
     // Used only if the connection turns out to be the twin's (a larger queue, see `state`).
@@ -72,7 +91,12 @@ pub async fn run(tracker: Arc<Tracker>, socket: WebSocket, source: IpAddr, _slot
         let _ = sink.close().await;
     });
     let mut link = Some(twin_sender);
-    if let Err(reason) = run_inner(&tracker, conn, source, stream, outbox, &mut link).await {
+    let frames = Frames::new(
+        stream,
+        received,
+        Duration::from_secs(tracker.config.idle_timeout),
+    );
+    if let Err(reason) = run_inner(&tracker, conn, source, frames, outbox, &mut link).await {
         tracing::debug!(conn, "connection closed: {reason}");
     }
     tracker.close_connection(conn);
@@ -102,7 +126,7 @@ async fn run_inner(
     tracker: &Arc<Tracker>,
     conn: ConnectionId,
     source: IpAddr,
-    mut stream: futures::stream::SplitStream<WebSocket>,
+    mut frames: Frames,
     outbox: Outbox,
     link: &mut TwinChannel,
 ) -> Result<(), String> {
@@ -111,17 +135,11 @@ async fn run_inner(
     let mut is_twin = false;
     let mut handshake: Option<TwinHandshake> = None;
     let mut inbox = TwinInbox::default();
-    let idle_timeout = Duration::from_secs(tracker.config.idle_timeout);
     loop {
-        // Nothing at all (not even the answer to a ping) for the idle timeout: the peer is gone,
-        // or holds the connection without reading.
-        let Ok(frame) = tokio::time::timeout(idle_timeout, stream.next()).await else {
-            return Err(format!("silent for {idle_timeout:?}"));
-        };
-        let Some(frame) = frame else {
+        let Some(frame) = frames.next().await? else {
             break;
         };
-        let text = match frame.map_err(|e| e.to_string())? {
+        let text = match frame {
             Message::Text(text) => text,
             Message::Binary(_) => {
                 strike(
@@ -358,5 +376,87 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// A connection's incoming frames, each awaited within the limits that keep a peer from holding
+/// the connection, or part of a message, for free.
+struct Frames {
+    stream: futures::stream::SplitStream<WebSocket>,
+    received: Arc<Received>,
+    idle_timeout: Duration,
+    /// When the last whole frame came, and the byte count then.
+    last_frame: (Instant, u64),
+    /// When the byte count last grew, and to what.
+    last_byte: (Instant, u64),
+    /// When bytes of a message were first seen after the last whole frame.
+    message_started: Option<Instant>,
+}
+
+impl Frames {
+    fn new(
+        stream: futures::stream::SplitStream<WebSocket>,
+        received: Arc<Received>,
+        idle_timeout: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let count = received.get();
+        Self {
+            stream,
+            received,
+            idle_timeout,
+            last_frame: (now, count),
+            last_byte: (now, count),
+            message_started: None,
+        }
+    }
+
+    /// The next frame; `None` when the peer closed; `Err` when it broke a limit: nothing at all
+    /// (not even the answer to a ping) for the idle timeout, or a message under way that
+    /// stopped arriving or arrives too slowly.
+    async fn next(&mut self) -> Result<Option<Message>, String> {
+        loop {
+            match tokio::time::timeout(ARRIVAL_CHECK, self.stream.next()).await {
+                Ok(Some(frame)) => {
+                    let now = Instant::now();
+                    self.last_frame = (now, self.received.get());
+                    self.last_byte = self.last_frame;
+                    self.message_started = None;
+                    return frame.map(Some).map_err(|e| e.to_string());
+                }
+                Ok(None) => return Ok(None),
+                Err(_) => self.check(Instant::now())?,
+            }
+        }
+    }
+
+    fn check(&mut self, now: Instant) -> Result<(), String> {
+        let count = self.received.get();
+        if count != self.last_byte.1 {
+            self.last_byte = (now, count);
+        }
+        let waited = now.duration_since(self.last_frame.0);
+        if waited >= self.idle_timeout {
+            return Err(format!("silent for {:?}", self.idle_timeout));
+        }
+        let pending = count - self.last_frame.1;
+        if pending == 0 {
+            return Ok(());
+        }
+        if now.duration_since(self.last_byte.0) >= PARTIAL_MESSAGE_STALL {
+            return Err(format!(
+                "{pending} bytes of a message, then nothing for {PARTIAL_MESSAGE_STALL:?}"
+            ));
+        }
+        let started = *self.message_started.get_or_insert(self.last_byte.0);
+        let arriving = now.duration_since(started);
+        if arriving >= PARTIAL_MESSAGE_STALL
+            && pending < PARTIAL_MESSAGE_MIN_RATE * arriving.as_secs()
+        {
+            return Err(format!(
+                "a message trickling in: {pending} bytes in {arriving:?}"
+            ));
+        }
+        Ok(())
     }
 }

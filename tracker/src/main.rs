@@ -13,6 +13,7 @@ mod catalog;
 mod client_address;
 mod config;
 mod connection;
+mod metered;
 mod outbox;
 mod registry;
 mod server;
@@ -71,7 +72,9 @@ async fn run(config: config::Config) -> Result<()> {
     }
     tracing::info!("tracker {} on {address}", tracker.tracker_id);
     // Peers' source addresses complete the announces of peers that give only their port.
-    let app = server::app(tracker).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Connections count the bytes they receive, so that a message that stops arriving halfway
+    // is noticed (see `connection`).
+    let app = server::app(tracker).into_make_service_with_connect_info::<metered::Client>();
     let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
         match tls {
             None => {
@@ -81,6 +84,9 @@ async fn run(config: config::Config) -> Result<()> {
                         tracing::debug!("cannot set TCP_NODELAY: {e}");
                     }
                 });
+                // The no-op tap lets axum hand the client to the handlers.
+                let listener =
+                    axum::serve::ListenerExt::tap_io(metered::MeteredListener(listener), |_| {});
                 Box::pin(std::future::IntoFuture::into_future(axum::serve(
                     listener, app,
                 )))
@@ -89,8 +95,10 @@ async fn run(config: config::Config) -> Result<()> {
                 // Handshakes run beside the accept loop (TCP_NODELAY is set there); the no-op
                 // tap lets axum hand the source address to the handlers.
                 let incoming = mtorrent_tls::Incoming::start(listener, tls, Default::default())?;
-                let listener =
-                    axum::serve::ListenerExt::tap_io(tls_listener::TlsListener(incoming), |_| {});
+                let listener = axum::serve::ListenerExt::tap_io(
+                    metered::MeteredListener(tls_listener::TlsListener(incoming)),
+                    |_| {},
+                );
                 Box::pin(std::future::IntoFuture::into_future(axum::serve(
                     listener, app,
                 )))

@@ -1,6 +1,5 @@
 //! The HTTP side: one router for the WebSocket endpoint, `/stats`, `/metrics` and the page.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use tower_http::services::ServeDir;
 use crate::admission::Refused;
 use crate::client_address::client_address;
 use crate::connection;
+use crate::metered::Client;
 use crate::state::Tracker;
 
 /// The tracker's routes.
@@ -30,11 +30,11 @@ pub fn app(tracker: Arc<Tracker>) -> Router {
 
 async fn upgrade(
     State(tracker): State<Arc<Tracker>>,
-    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Client>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let client = client_address(source.ip(), &headers, &tracker.config.trusted_proxies);
+    let client = client_address(peer.addr.ip(), &headers, &tracker.config.trusted_proxies);
     let slot = match tracker.admission.admit(client) {
         Ok(slot) => slot,
         Err(Refused::Full) => {
@@ -55,7 +55,7 @@ async fn upgrade(
         .max_frame_size(limit)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection::run(tracker, socket, client, slot))
+        .on_upgrade(move |socket| connection::run(tracker, socket, client, peer.received, slot))
 }
 
 /// What `/stats` returns.
