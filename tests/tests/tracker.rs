@@ -1233,3 +1233,35 @@ async fn a_message_that_stops_or_trickles_halfway_is_not_held() {
     let reply = honest.request(&ToTracker::Announce(register)).await;
     assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_or_its_headers_a_byte_at_a_time_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let silent = tokio::net::TcpStream::connect(t.addr()).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(t.addr()).await.unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(30);
+    let (silent, slow) = tokio::join!(
+        closed_within(silent, None, limit),
+        closed_within(slow, Some(Duration::from_millis(500)), limit),
+    );
+    for (what, closed) in [("silent", silent), ("slow headers", slow)] {
+        let closed =
+            closed.unwrap_or_else(|| panic!("the {what} connection is held after {limit:?}"));
+        assert!(
+            closed < Duration::from_secs(20),
+            "{what}: closed after {closed:?}"
+        );
+    }
+    // A WebSocket is not cut by the header deadline once upgraded.
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let reply = client
+        .request(&announce(InfoHash([3; 20]), 1, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+}

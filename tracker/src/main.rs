@@ -13,6 +13,7 @@ mod catalog;
 mod client_address;
 mod config;
 mod connection;
+mod http_server;
 mod metered;
 mod outbox;
 mod registry;
@@ -72,40 +73,28 @@ async fn run(config: config::Config) -> Result<()> {
     }
     tracing::info!("tracker {} on {address}", tracker.tracker_id);
     // Peers' source addresses complete the announces of peers that give only their port.
+    let app = server::app(tracker);
     // Connections count the bytes they receive, so that a message that stops arriving halfway
     // is noticed (see `connection`).
-    let app = server::app(tracker).into_make_service_with_connect_info::<metered::Client>();
-    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> =
-        match tls {
-            None => {
-                // Replies are small and latency matters more than packet count.
-                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                    if let Err(e) = tcp.set_nodelay(true) {
-                        tracing::debug!("cannot set TCP_NODELAY: {e}");
-                    }
-                });
-                // The no-op tap lets axum hand the client to the handlers.
-                let listener =
-                    axum::serve::ListenerExt::tap_io(metered::MeteredListener(listener), |_| {});
-                Box::pin(std::future::IntoFuture::into_future(axum::serve(
-                    listener, app,
-                )))
-            }
-            Some(tls) => {
-                // Handshakes run beside the accept loop (TCP_NODELAY is set there); the no-op
-                // tap lets axum hand the source address to the handlers.
-                let incoming = mtorrent_tls::Incoming::start(listener, tls, Default::default())?;
-                let listener = axum::serve::ListenerExt::tap_io(
-                    metered::MeteredListener(tls_listener::TlsListener(incoming)),
-                    |_| {},
-                );
-                Box::pin(std::future::IntoFuture::into_future(axum::serve(
-                    listener, app,
-                )))
-            }
-        };
+    let serve: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match tls {
+        None => {
+            // Replies are small and latency matters more than packet count.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY: {e}");
+                }
+            });
+            Box::pin(http_server::serve(metered::MeteredListener(listener), app))
+        }
+        Some(tls) => {
+            // Handshakes run beside the accept loop (TCP_NODELAY is set there).
+            let incoming = mtorrent_tls::Incoming::start(listener, tls, Default::default())?;
+            let listener = metered::MeteredListener(tls_listener::TlsListener(incoming));
+            Box::pin(http_server::serve(listener, app))
+        }
+    };
     tokio::select! {
-        result = serve => result.context("server failed"),
+        () = serve => Ok(()),
         () = shutdown_signal() => {
             tracing::info!("stopping");
             Ok(())

@@ -1,0 +1,39 @@
+//! Serves the router over HTTP/1.1, connection by connection, with the deadline axum's own
+//! `serve` leaves out (it sets no timer, so hyper's is off): a request's headers must arrive
+//! within [`HEADER_TIMEOUT`] of the connection opening or of the previous response, so neither
+//! a connection that sends nothing nor one that sends its headers a byte at a time is held.
+
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+
+use crate::metered::Client;
+
+/// How long a request's headers may take to arrive.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections from `listener` and serves `app` on each, for as long as it runs;
+/// handlers find the connection's [`Client`] as `ConnectInfo<Client>`.
+pub async fn serve<L>(mut listener: L, app: Router)
+where
+    L: axum::serve::Listener<Addr = Client>,
+{
+    loop {
+        // The listener retries, after a pause, when accepting fails (out of descriptors).
+        let (io, client) = listener.accept().await;
+        let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(client))));
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            if let Err(e) = connection.await {
+                tracing::debug!("http connection: {e}");
+            }
+        });
+    }
+}
