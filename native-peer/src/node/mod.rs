@@ -266,11 +266,21 @@ async fn report_progress(
     }
 }
 
+/// Every peer connection's WebSocket settings. Its buffers are small, since a node holds a
+/// thousand connections and each keeps its buffers at the largest they ever were (the read
+/// buffer is filled in full at the first read): blocks go out in fragments
+/// ([`connection::PIECE_FRAGMENT`]) rather than through the write buffer whole, and come in
+/// [`READ_BUFFER`] bytes a read.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(connection::MAX_WS_MESSAGE))
         .max_frame_size(Some(connection::MAX_WS_MESSAGE))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(connection::PIECE_FRAGMENT)
 }
+
+/// Bytes read from a peer's socket at once.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// How long a peer that connected may take to finish the TLS, WebSocket and peer-wire
 /// handshakes, all together.
