@@ -451,3 +451,106 @@ impl Drop for Victim {
         self.task.abort();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The attack mix of the load test and the benchmark
+
+/// Attackers against a tracker pair and a native seeder: `slow` slow readers and `idle` idle
+/// connections (half TCP, half WebSocket) against the trackers, half at each, and as many
+/// against the seeder, spread over source addresses so that no per-address limit alone turns
+/// them away. The trackers' slow readers ask for `big`, a large document in their catalog.
+#[derive(Debug)]
+pub struct AttackMix {
+    /// Each horde, with what it is.
+    pub hordes: Vec<(&'static str, Horde)>,
+}
+
+impl AttackMix {
+    /// Starts the attackers, each horde in blocks 100 and up of [`source_address`].
+    pub fn start(
+        trackers: [(SocketAddr, String); 2],
+        big: InfoHash,
+        seeder: SocketAddr,
+        metainfo: Arc<Metainfo>,
+        slow: usize,
+        idle: usize,
+    ) -> Self {
+        let mut hordes = Vec::new();
+        // A source address for every 20 attackers: under every per-address limit.
+        let spread = |count: usize| count.div_ceil(20).max(1);
+        for (n, (target, url)) in trackers.into_iter().enumerate() {
+            let block = 100 + 10 * n as u8;
+            let slow_reader = Attack::SlowTrackerReader {
+                target,
+                url: url.clone(),
+                info_hash: big,
+            };
+            hordes.push((
+                "tracker slow readers",
+                Horde::start(slow_reader, slow / 2, block, spread(slow / 2)),
+            ));
+            let idle_tcp = Attack::IdleTcp { target };
+            hordes.push((
+                "tracker idle TCP",
+                Horde::start(idle_tcp, idle / 4, block + 1, spread(idle / 4)),
+            ));
+            let idle_ws = Attack::IdleWebSocket { target, url };
+            hordes.push((
+                "tracker idle WebSockets",
+                Horde::start(idle_ws, idle / 4, block + 2, spread(idle / 4)),
+            ));
+        }
+        let slow_reader = Attack::SlowPeerReader {
+            target: seeder,
+            metainfo,
+        };
+        hordes.push((
+            "seeder slow readers",
+            Horde::start(slow_reader, slow, 130, spread(slow)),
+        ));
+        let idle_tcp = Attack::IdleTcp { target: seeder };
+        hordes.push((
+            "seeder idle TCP",
+            Horde::start(idle_tcp, idle / 2, 131, spread(idle / 2)),
+        ));
+        let idle_ws = Attack::IdleWebSocket {
+            target: seeder,
+            url: format!("ws://{seeder}/"),
+        };
+        hordes.push((
+            "seeder idle WebSockets",
+            Horde::start(idle_ws, idle / 2, 132, spread(idle / 2)),
+        ));
+        Self { hordes }
+    }
+
+    /// Waits up to `within` until nine in ten slow readers are engaged (the idle connections
+    /// come and go as targets close them).
+    pub async fn wait_engaged(&self, within: Duration) {
+        for (what, horde) in &self.hordes {
+            if what.ends_with("slow readers") {
+                let wanted = horde.tasks.len() * 9 / 10;
+                horde.wait_engaged(wanted, within).await;
+            }
+        }
+    }
+
+    /// Attackers connected now.
+    pub fn engaged(&self) -> usize {
+        self.hordes.iter().map(|(_, horde)| horde.engaged()).sum()
+    }
+
+    /// One line per horde: attackers engaged now, and attacks made.
+    pub fn report(&self) -> String {
+        self.hordes
+            .iter()
+            .map(|(what, horde)| {
+                format!(
+                    "{what}: {} engaged, {} attacks\n",
+                    horde.engaged(),
+                    horde.attacks()
+                )
+            })
+            .collect()
+    }
+}

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::hostile::{
-    announce, large_metainfo, open_files, padded, peak_rss_bytes, rss_bytes, Attack, Horde, Victim,
+    announce, large_metainfo, open_files, padded, peak_rss_bytes, rss_bytes, AttackMix, Victim,
 };
 use mtorrent_e2e::process::Process;
+use mtorrent_e2e::random_bytes;
 use mtorrent_e2e::swarm::{share, Trackers};
 use mtorrent_e2e::tracker_client::TrackerClient;
-use mtorrent_e2e::{random_bytes, tracker_stats};
 use mtorrent_shared::tracker::{AnnounceEvent, FromTracker, PeerAddress, ToTracker};
 use mtorrent_shared::{InfoHash, Metainfo, PeerId};
 
@@ -151,11 +151,12 @@ async fn honest_get(dir: &Dir, name: &str, mtorrent: &std::path::Path) -> Durati
 /// buffer), about 330 MiB in all; replies counted in messages would hold hundreds of MiB per
 /// reader.
 const TRACKER_RSS_BOUND: u64 = 512 << 20;
-/// Most resident memory the seeder may reach under the load test's attack: each of its peer
-/// places holds at most the one block (256 KiB) a slow reader leaves unread, 256 MiB for all
-/// 1,024, plus 64 MiB for the rest. A block copied whole into each connection's write buffer
-/// would take twice that.
-const SEEDER_RSS_BOUND: u64 = 320 << 20;
+/// Most resident memory the seeder may reach under the load test's attack: each of its 1,024
+/// peer places holds at most the one block (256 KiB) a slow reader leaves unread, 256 MiB in
+/// all, each of its 1,024 connections in their handshakes a few small buffers (32 MiB), plus
+/// 96 MiB for the rest. A block copied whole into each connection's write buffer as well
+/// would take 256 MiB more.
+const SEEDER_RSS_BOUND: u64 = 384 << 20;
 
 // Several threads: thousands of attackers run while the test waits on processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,57 +180,21 @@ async fn an_honest_download_completes_while_thousands_of_attackers_hold_on() {
     let _big_seeder = register(&trackers.one.ws_url(), &big, PeerId([0xB1; 20])).await;
 
     // A thousand slow readers and a thousand idle connections against the trackers (half at
-    // each) and as many against the seeder, spread over source addresses so that no
-    // per-address limit alone turns them away.
-    let mut hordes = Vec::new();
-    for (block, tracker) in [(0u8, &trackers.one), (1, &trackers.two)] {
-        let (target, url) = (tracker.addr(), tracker.ws_url());
-        let slow = Attack::SlowTrackerReader {
-            target,
-            url: url.clone(),
-            info_hash: big.info_hash(),
-        };
-        hordes.push(("tracker slow readers", Horde::start(slow, 500, block, 10)));
-        let idle_tcp = Attack::IdleTcp { target };
-        hordes.push((
-            "tracker idle TCP",
-            Horde::start(idle_tcp, 250, block + 10, 10),
-        ));
-        let idle_ws = Attack::IdleWebSocket { target, url };
-        hordes.push((
-            "tracker idle WebSockets",
-            Horde::start(idle_ws, 250, block + 20, 10),
-        ));
-    }
-    let target = seeder.addr();
-    let slow = Attack::SlowPeerReader {
-        target,
-        metainfo: metainfo.clone(),
-    };
-    hordes.push(("seeder slow readers", Horde::start(slow, 1000, 30, 50)));
-    hordes.push((
-        "seeder idle TCP",
-        Horde::start(Attack::IdleTcp { target }, 500, 31, 25),
-    ));
-    let idle_ws = Attack::IdleWebSocket {
-        target,
-        url: format!("ws://{target}/"),
-    };
-    hordes.push(("seeder idle WebSockets", Horde::start(idle_ws, 500, 32, 25)));
-    // The slow readers are all engaged before the honest peers come.
-    for (what, horde) in &hordes[..1] {
-        horde.wait_engaged(500, Duration::from_secs(30)).await;
-        eprintln!("{what}: {} engaged", horde.engaged());
-    }
-    hordes[6].1.wait_engaged(900, Duration::from_secs(30)).await;
+    // each) and as many against the seeder.
+    let mix = AttackMix::start(
+        [
+            (trackers.one.addr(), trackers.one.ws_url()),
+            (trackers.two.addr(), trackers.two.ws_url()),
+        ],
+        big.info_hash(),
+        seeder.addr(),
+        metainfo.clone(),
+        1000,
+        1000,
+    );
+    mix.wait_engaged(Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for (what, horde) in &hordes {
-        eprintln!(
-            "{what}: {} engaged, {} attacks",
-            horde.engaged(),
-            horde.attacks()
-        );
-    }
+    eprint!("{}", mix.report());
     eprintln!(
         "open files: tracker 1 {}, tracker 2 {}, seeder {}",
         open_files(trackers.one.id()),
@@ -250,7 +215,7 @@ async fn an_honest_download_completes_while_thousands_of_attackers_hold_on() {
     assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
     let took = honest_get(&dir, "leecher", &mtorrent).await;
     assert_eq!(std::fs::read(dir.join("leecher/data.bin")).unwrap(), data);
-    let attackers: usize = hordes.iter().map(|(_, h)| h.engaged()).sum();
+    let attackers = mix.engaged();
     eprintln!("the honest get took {took:?}, with {attackers} attackers engaged");
 
     let tracker_peak = peak_rss_bytes(trackers.one.id()).max(peak_rss_bytes(trackers.two.id()));
@@ -272,8 +237,7 @@ async fn an_honest_download_completes_while_thousands_of_attackers_hold_on() {
         "the seeder reached {} MiB",
         seeder_peak >> 20
     );
-    drop(hordes);
-    let _ = tracker_stats(trackers.one.addr());
+    drop(mix);
 }
 
 // ---------------------------------------------------------------------------------------------

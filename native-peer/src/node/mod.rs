@@ -69,7 +69,7 @@ pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
 /// among the [`MAX_PEER_CONNECTIONS`] until their peer-wire handshake arrives; beyond this
 /// many, a newcomer closes the oldest. An honest handshake takes milliseconds, so a flood of
 /// connections that say nothing cannot crowd out the peers that speak.
-pub const MAX_PENDING_HANDSHAKES: usize = 256;
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 impl Node {
     /// Binds the listener on `listen` (without one, [`DEFAULT_PORT`] on every interface, or
