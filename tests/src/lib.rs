@@ -43,6 +43,7 @@ pub const TEST_LISTEN: &str = "127.0.0.1:0";
 pub mod bad_peer;
 pub mod browser;
 pub mod command;
+pub mod hostile;
 pub mod launcher;
 pub mod netns;
 pub mod process;

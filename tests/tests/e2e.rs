@@ -5,6 +5,7 @@
 mod browser;
 mod catalog;
 mod cli;
+mod hostile;
 mod library;
 mod network;
 mod peer;

@@ -8,6 +8,8 @@ use futures::{SinkExt, StreamExt};
 use mtorrent_shared::wire::Message;
 use mtorrent_shared::CloseReason;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
 
@@ -112,8 +114,76 @@ where
             unless_stalled(socket.flush()).await?;
             limit.acquire(data.len()).await;
         }
-        unless_stalled(socket.feed(WsMessage::Binary(message.to_bytes()))).await?;
+        match message {
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => {
+                for fragment in piece_fragments(piece, offset, data) {
+                    unless_stalled(socket.feed(WsMessage::Frame(fragment))).await?;
+                }
+            }
+            other => {
+                unless_stalled(socket.feed(WsMessage::Binary(other.to_bytes()))).await?;
+            }
+        }
     }
     unless_stalled(socket.flush()).await?;
     Ok(())
+}
+
+/// The largest fragment of a Piece message put on the WebSocket at once, and so about the
+/// most of a block copied into the socket's write buffer.
+pub const PIECE_FRAGMENT: usize = 16 * 1024;
+
+/// A Piece message as WebSocket fragments (one message to the receiver): its header, then the
+/// block's bytes [`PIECE_FRAGMENT`] at a time, shared with `data` rather than copied. Sent
+/// whole, a block would be copied into the socket's write buffer, which would keep it (and
+/// its size) for as long as a peer leaves it unread, and its size after that.
+fn piece_fragments(piece: u32, offset: u32, data: bytes::Bytes) -> impl Iterator<Item = Frame> {
+    let mut header = bytes::BytesMut::with_capacity(mtorrent_shared::wire::PIECE_FRAME_HEADER_LEN);
+    mtorrent_shared::wire::encode_piece_header(piece, offset, data.len(), &mut header);
+    let chunks = data.len().div_ceil(PIECE_FRAGMENT);
+    let first = Frame::message(header.freeze(), OpCode::Data(Data::Binary), false);
+    std::iter::once(first).chain((0..chunks).map(move |i| {
+        let end = ((i + 1) * PIECE_FRAGMENT).min(data.len());
+        let chunk = data.slice(i * PIECE_FRAGMENT..end);
+        Frame::message(chunk, OpCode::Data(Data::Continue), i + 1 == chunks)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_goes_out_in_small_fragments_that_share_its_bytes_and_make_one_message() {
+        let data = bytes::Bytes::from((0..256 * 1024u32).map(|i| i as u8).collect::<Vec<_>>());
+        let fragments: Vec<Frame> = piece_fragments(3, 262_144, data.clone()).collect();
+        let mut message = Vec::new();
+        for (i, fragment) in fragments.iter().enumerate() {
+            let header = fragment.header();
+            let expected = if i == 0 { Data::Binary } else { Data::Continue };
+            assert_eq!(header.opcode, OpCode::Data(expected));
+            assert_eq!(header.is_final, i + 1 == fragments.len());
+            assert!(fragment.payload().len() <= PIECE_FRAGMENT);
+            if i > 0 {
+                // A view of the block, not a copy.
+                let start = fragment.payload().as_ptr() as usize - data.as_ptr() as usize;
+                assert!(start + fragment.payload().len() <= data.len());
+            }
+            message.extend_from_slice(fragment.payload());
+        }
+        let expected = Message::Piece {
+            piece: 3,
+            offset: 262_144,
+            data,
+        };
+        assert_eq!(
+            Message::decode_frame(message.into()).unwrap(),
+            expected,
+            "the receiver reassembles the Piece"
+        );
+    }
 }

@@ -8,8 +8,8 @@ mod rate;
 mod torrent;
 mod tracker;
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use mtorrent_shared::wire::Message;
 use mtorrent_shared::{InfoHash, PeerId};
 use mtorrent_tls::ServerTls;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -48,11 +48,28 @@ pub struct Node {
     /// Each file's peer addresses being dialled or connected to: one connection per address
     /// and file, however many peer ids a tracker lists there.
     dialled: Mutex<HashSet<(InfoHash, String)>>,
+    /// Incoming connections open from each source (an IPv4 address, an IPv6 /64).
+    incoming: Mutex<HashMap<Source, usize>>,
+    /// Incoming connections still in their handshakes, oldest first.
+    pending: Mutex<PendingPool>,
 }
 
 /// Most peer connections a node holds at once, incoming and outgoing; beyond, new ones are
 /// closed at once and dials wait for the next announce.
 pub const MAX_PEER_CONNECTIONS: usize = 1024;
+
+/// Most incoming connections open from one source at once (an IPv4 address, or an IPv6 /64,
+/// which one host holds whole); beyond, new ones are closed at once. One address can take at
+/// most this share of [`MAX_PEER_CONNECTIONS`], so filling them takes 32 addresses. Several
+/// honest peers do share an address (behind one NAT, or on one machine, as tests and a
+/// browser's tabs are), and each connects once per file: 32 leaves room for them.
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 32;
+
+/// Most incoming connections that may be in their handshakes at once. They take no place
+/// among the [`MAX_PEER_CONNECTIONS`] until their peer-wire handshake arrives; beyond this
+/// many, a newcomer closes the oldest. An honest handshake takes milliseconds, so a flood of
+/// connections that say nothing cannot crowd out the peers that speak.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
 
 impl Node {
     /// Binds the listener on `listen` (without one, [`DEFAULT_PORT`] on every interface, or
@@ -83,6 +100,8 @@ impl Node {
             trackers: Mutex::new(HashMap::new()),
             peer_slots: Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS)),
             dialled: Mutex::new(HashSet::new()),
+            incoming: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingPool::default()),
         });
         tokio::spawn(accept_loop(node.clone(), listener));
         Ok(node)
@@ -247,20 +266,30 @@ async fn report_progress(
     }
 }
 
+/// Every peer connection's WebSocket settings. Its buffers are small, since a node holds a
+/// thousand connections and each keeps its buffers at the largest they ever were (the read
+/// buffer is filled in full at the first read): blocks go out in fragments
+/// ([`connection::PIECE_FRAGMENT`]) rather than through the write buffer whole, and come in
+/// [`READ_BUFFER`] bytes a read.
 fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(connection::MAX_WS_MESSAGE))
         .max_frame_size(Some(connection::MAX_WS_MESSAGE))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(connection::PIECE_FRAGMENT)
 }
 
-/// How long a peer that connected may take to finish the TLS and WebSocket handshakes, and
-/// then to send its peer-wire handshake.
+/// Bytes read from a peer's socket at once.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// How long a peer that connected may take to finish the TLS, WebSocket and peer-wire
+/// handshakes, all together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of descriptors (EMFILE) or memory: accepting again at once would fail the
                 // same way and spin; give the connections that end a moment to free some.
@@ -269,48 +298,168 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
                 continue;
             }
         };
-        let Ok(slot) = node.peer_slots.clone().try_acquire_owned() else {
-            // Every place is taken: close at once rather than hold a socket nobody serves.
-            tracing::debug!("refused a peer: {MAX_PEER_CONNECTIONS} connections already");
+        let Some(source) = SourceCount::admit(&node, from.ip()) else {
+            tracing::debug!(
+                "refused a peer: {MAX_CONNECTIONS_PER_SOURCE} connections from {from} already"
+            );
             continue;
         };
+        let pending = Pending::join(&node);
         let _ = stream.set_nodelay(true);
         let node = node.clone();
         tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = serve_incoming(node, stream).await {
-                tracing::debug!("incoming peer: {e:#}");
+            let _source = source;
+            if let Err(e) = serve_incoming(node, stream, pending).await {
+                tracing::debug!("incoming peer {from}: {e:#}");
             }
         });
     }
 }
 
-async fn serve_incoming(node: Arc<Node>, stream: tokio::net::TcpStream) -> Result<()> {
-    // One deadline for the TLS and WebSocket handshakes together.
-    let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-    match node.tls.clone() {
-        None => serve_socket(node, stream, deadline).await,
-        Some(tls) => {
-            let stream = tokio::time::timeout_at(deadline, tls.accept(stream))
-                .await
-                .context("no TLS handshake")?
-                .context("TLS handshake failed")?;
-            serve_socket(node, stream, deadline).await
+/// Where a connection comes from, as far as per-source limits go: an IPv4 address, or the /64
+/// of an IPv6 one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    V4(std::net::Ipv4Addr),
+    V6Prefix(u64),
+}
+
+impl Source {
+    fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Source::V4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(v4),
+                None => Source::V6Prefix((v6.to_bits() >> 64) as u64),
+            },
         }
     }
 }
 
-async fn serve_socket<S>(node: Arc<Node>, stream: S, deadline: tokio::time::Instant) -> Result<()>
+/// One incoming connection counted against its source's [`MAX_CONNECTIONS_PER_SOURCE`] while
+/// it lives.
+struct SourceCount {
+    node: Arc<Node>,
+    source: Source,
+}
+
+impl SourceCount {
+    /// Counts a connection from `ip`, unless its source holds its share already.
+    fn admit(node: &Arc<Node>, ip: IpAddr) -> Option<Self> {
+        let source = Source::of(ip);
+        let mut incoming = lock(&node.incoming);
+        let count = incoming.entry(source).or_insert(0);
+        if *count >= MAX_CONNECTIONS_PER_SOURCE {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            node: node.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for SourceCount {
+    fn drop(&mut self) {
+        let mut incoming = lock(&self.node.incoming);
+        if let Some(count) = incoming.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                incoming.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The incoming connections in their handshakes, by age: each can be told to give up.
+#[derive(Debug, Default)]
+struct PendingPool {
+    next: u64,
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+/// An incoming connection's place in the [`PendingPool`] until its handshake is done (or it
+/// ends): it has until its deadline, unless newer connections push it out first.
+struct Pending {
+    node: Arc<Node>,
+    id: u64,
+    deadline: tokio::time::Instant,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Pending {
+    /// Enters the pool, closing the oldest connection in it if it is full.
+    fn join(node: &Arc<Node>) -> Self {
+        let (evict, evicted) = oneshot::channel();
+        let mut pool = lock(&node.pending);
+        while pool.waiting.len() >= MAX_PENDING_HANDSHAKES {
+            if let Some((_, oldest)) = pool.waiting.pop_first() {
+                let _ = oldest.send(());
+            }
+        }
+        let id = pool.next;
+        pool.next += 1;
+        pool.waiting.insert(id, evict);
+        Self {
+            node: node.clone(),
+            id,
+            deadline: tokio::time::Instant::now() + HANDSHAKE_TIMEOUT,
+            evicted,
+        }
+    }
+
+    /// Runs a step of the handshake, failed when the deadline passes or newer connections
+    /// push this one out of the pool.
+    async fn step<T>(&mut self, step: impl std::future::Future<Output = T>) -> Result<T> {
+        tokio::select! {
+            done = tokio::time::timeout_at(self.deadline, step) => {
+                done.map_err(|_| anyhow::anyhow!("no handshake within {HANDSHAKE_TIMEOUT:?}"))
+            }
+            _ = &mut self.evicted => {
+                anyhow::bail!("closed for newer connections: {MAX_PENDING_HANDSHAKES} in their handshakes")
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        lock(&self.node.pending).waiting.remove(&self.id);
+    }
+}
+
+async fn serve_incoming(
+    node: Arc<Node>,
+    stream: tokio::net::TcpStream,
+    mut pending: Pending,
+) -> Result<()> {
+    // One deadline for the TLS, WebSocket and peer-wire handshakes together.
+    match node.tls.clone() {
+        None => serve_socket(node, stream, pending).await,
+        Some(tls) => {
+            let stream = pending
+                .step(tls.accept(stream))
+                .await
+                .context("no TLS handshake")?
+                .context("TLS handshake failed")?;
+            serve_socket(node, stream, pending).await
+        }
+    }
+}
+
+async fn serve_socket<S>(node: Arc<Node>, stream: S, mut pending: Pending) -> Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let accept = tokio_tungstenite::accept_async_with_config(stream, Some(ws_config()));
-    let mut socket = tokio::time::timeout_at(deadline, accept)
+    let mut socket = pending
+        .step(accept)
         .await
         .context("no WebSocket handshake")??;
-    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.next())
-        .await
-        .context("no handshake")?
+    let first = pending
+        .step(socket.next())
+        .await?
         .context("closed before the handshake")??;
     let WsMessage::Binary(bytes) = first else {
         anyhow::bail!("expected a binary handshake");
@@ -322,6 +471,12 @@ where
     let torrent = node
         .torrent(handshake.info_hash)
         .with_context(|| format!("not sharing {}", handshake.info_hash))?;
+    // The handshake is done: the connection leaves the pool for a place among the peers.
+    drop(pending);
+    let Ok(_slot) = node.peer_slots.clone().try_acquire_owned() else {
+        // Every place is taken: close at once rather than hold a socket nobody serves.
+        anyhow::bail!("refused: {MAX_PEER_CONNECTIONS} connections already");
+    };
     connection::run(torrent, socket, Some(message), node.upload_limit.clone()).await
 }
 
@@ -396,6 +551,77 @@ mod tests {
                 tokio::time::Instant::now() < deadline,
                 "never dialled again"
             );
+        }
+    }
+
+    /// A TCP connection to `node` from `source` (any 127.x.y.z is this machine).
+    async fn connect_from(source: [u8; 4], node: &Node) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).unwrap();
+        socket.connect(node.listen_addr).await.unwrap()
+    }
+
+    /// Whether the node closed `stream` within `within` (a read ends with 0 bytes or a reset).
+    async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(within, stream.read(&mut byte)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    #[tokio::test]
+    async fn one_source_holds_only_its_share_of_the_connections() {
+        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None, None)
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_SOURCE {
+            held.push(connect_from([127, 0, 0, 1], &node).await);
+        }
+        let mut one_more = connect_from([127, 0, 0, 1], &node).await;
+        assert!(
+            closed_within(&mut one_more, Duration::from_secs(2)).await,
+            "a connection beyond the share of 127.0.0.1 was kept"
+        );
+        // Another address still gets in, and so does this one once a connection ends.
+        let mut other = connect_from([127, 0, 0, 2], &node).await;
+        assert!(!closed_within(&mut other, Duration::from_millis(300)).await);
+        drop(held.pop());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut again = connect_from([127, 0, 0, 1], &node).await;
+        assert!(!closed_within(&mut again, Duration::from_millis(300)).await);
+        // Every held connection is still open.
+        for stream in &mut held {
+            assert!(!closed_within(stream, Duration::from_millis(1)).await);
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_that_say_nothing_make_way_for_newer_ones() {
+        let node = Node::start(Some("127.0.0.1:0".parse().unwrap()), None, None, None)
+            .await
+            .unwrap();
+        let mut silent = Vec::new();
+        for i in 0..MAX_PENDING_HANDSHAKES {
+            let source = [127, 0, 1, (i / MAX_CONNECTIONS_PER_SOURCE) as u8 + 1];
+            silent.push(connect_from(source, &node).await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The pool is full: each newcomer closes the oldest, long before its deadline.
+        let mut newer = Vec::new();
+        for i in 0..3u8 {
+            newer.push(connect_from([127, 0, 2, i + 1], &node).await);
+        }
+        for oldest in &mut silent[..3] {
+            assert!(
+                closed_within(oldest, Duration::from_secs(2)).await,
+                "the oldest silent connection was kept"
+            );
+        }
+        assert!(!closed_within(&mut silent[3], Duration::from_millis(1)).await);
+        for stream in &mut newer {
+            assert!(!closed_within(stream, Duration::from_millis(1)).await);
         }
     }
 
