@@ -113,4 +113,31 @@ impl TrackerClient {
         self.send(message).await;
         self.recv().await.expect("a reply")
     }
+
+    /// Every file the tracker lists, asked for in pages of `page` files, checking that no page
+    /// holds more than asked.
+    pub async fn list_files(&mut self, page: u32) -> Vec<mtorrent_shared::InfoHash> {
+        let mut listed = Vec::new();
+        let mut after = None;
+        loop {
+            let ask = ToTracker::ListFiles {
+                after,
+                limit: Some(page),
+            };
+            match self.request(&ask).await {
+                FromTracker::Files { files, next } => {
+                    assert!(
+                        files.len() <= page as usize,
+                        "a page holds at most what was asked"
+                    );
+                    listed.extend(files.iter().map(|f| f.info_hash));
+                    match next {
+                        Some(next) => after = Some(next),
+                        None => return listed,
+                    }
+                }
+                other => panic!("expected files, got {other:?}"),
+            }
+        }
+    }
 }

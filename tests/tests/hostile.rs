@@ -71,11 +71,7 @@ async fn register(url: &str, metainfo: &Metainfo, peer: PeerId) -> TrackerClient
 
 /// The info hashes the tracker at `url` lists.
 async fn list_files(url: &str) -> Vec<InfoHash> {
-    let mut client = TrackerClient::connect(url).await;
-    match client.request(&ToTracker::ListFiles).await {
-        FromTracker::Files { files } => files.iter().map(|f| f.info_hash).collect(),
-        other => panic!("expected files, got {other:?}"),
-    }
+    TrackerClient::connect(url).await.list_files(100).await
 }
 
 /// The peer ids the tracker at `url` hands `asker` for `info_hash`.

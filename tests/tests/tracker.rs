@@ -103,26 +103,7 @@ async fn wait_for_peer(url: &str, info_hash: InfoHash, asker: u8, peer: u8, pres
 /// Every file `url` lists, asked for in pages of two, so that every caller also checks that
 /// the pages cover the catalog.
 async fn list_files(url: &str) -> Vec<InfoHash> {
-    let mut client = TrackerClient::connect(url).await;
-    let mut listed = Vec::new();
-    let mut after = None;
-    loop {
-        let page = ToTracker::ListFiles {
-            after,
-            limit: Some(2),
-        };
-        match client.request(&page).await {
-            FromTracker::Files { files, next } => {
-                assert!(files.len() <= 2, "a page holds at most what was asked");
-                listed.extend(files.iter().map(|f| f.info_hash));
-                match next {
-                    Some(next) => after = Some(next),
-                    None => return listed,
-                }
-            }
-            other => panic!("expected files, got {other:?}"),
-        }
-    }
+    TrackerClient::connect(url).await.list_files(2).await
 }
 
 async fn wait_for_file(url: &str, info_hash: InfoHash) {
