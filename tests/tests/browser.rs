@@ -1,17 +1,26 @@
 //! The browser peer, in the real page, in headless Chromium: downloads from native peers,
-//! shares to them, and relays through them to another page; bad input shows an error, and a
-//! corrupt peer's pieces are caught and fetched again; both of its hashing engines hash every
+//! shares to them, and relays through them to another page; bad input shows an error, a
+//! corrupt peer's pieces are caught and fetched again, and a peer that reads nothing has only
+//! a bounded amount queued for it before it is dropped; both of its hashing engines hash every
 //! piece right.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use futures::{SinkExt, StreamExt};
 use mtorrent_e2e::bad_peer::CorruptSwarm;
 use mtorrent_e2e::browser::{shared_row, Browser, AFTER_AN_ACTION};
 use mtorrent_e2e::command::Dir;
 use mtorrent_e2e::swarm::{get, get_and_seed, share, wait_until_file_equals, Trackers};
+use mtorrent_e2e::tracker_client::TrackerClient;
 use mtorrent_e2e::{random_bytes, tracker_stats};
-use mtorrent_shared::{Metainfo, PIECE_SIZE};
+use mtorrent_shared::tracker::{Announce, AnnounceEvent, FromTracker, PeerAddress, ToTracker};
+use mtorrent_shared::wire::{Handshake, Message, PROTOCOL_VERSION};
+use mtorrent_shared::{Bitfield, Metainfo, PeerId, BLOCK_SIZE, PIECE_SIZE};
 use sha1::{Digest, Sha1};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
 
 fn sha1_hex(data: &[u8]) -> String {
     hex::encode(Sha1::digest(data))
@@ -356,4 +365,255 @@ async fn a_native_peer_downloads_a_file_a_page_that_is_not_a_secure_context_shar
     wait_for_file(dir.join("leecher/from-plain-http.bin"), data).await;
     drop(leecher);
     browser.wait_for_upload("from-plain-http.bin").await;
+}
+
+/// How long the page lets bytes wait unread in a peer's socket, none leaving, before it drops
+/// the peer (the browser peer's stall timeout).
+const PAGE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Room for messages other than blocks (rejects, say) that the page lets wait unread on top of
+/// two request windows of blocks, before it drops the peer (as the browser peer counts).
+const PAGE_CONTROL_BYTES: u64 = 1 << 20;
+
+/// The receive buffer asked for the socket of [`PeerDialledByThePage`], kept small so that
+/// little of what the page sends can wait in this machine's kernel instead of in the page.
+const SMALL_RECEIVE_BUFFER: u32 = 64 << 10;
+
+/// A native peer made by hand that the page dialled: it announced itself at tracker 1 as a
+/// leecher, asked the tracker to have the page dial it, and exchanged handshakes with it.
+struct PeerDialledByThePage {
+    /// The WebSocket the page opened to it.
+    socket: WebSocketStream<TcpStream>,
+    /// Where it listens, as the page dialled it.
+    url: String,
+    /// The requests the page takes outstanding at once, from its handshake.
+    page_max_requests: u16,
+    /// The receive buffer its socket got (the kernel's figure, which counts its overhead).
+    receive_buffer: u64,
+    /// Its announce, kept for as long as it runs.
+    _registration: TrackerClient,
+}
+
+impl PeerDialledByThePage {
+    /// Gets the page, sharing `metainfo`'s file, to dial a new peer; returns that peer once
+    /// the page has unchoked it.
+    async fn start(trackers: &Trackers, metainfo: &Metainfo) -> Self {
+        let listening = tokio::net::TcpSocket::new_v4().unwrap();
+        // Set before listening, so that accepted sockets start with it.
+        listening
+            .set_recv_buffer_size(SMALL_RECEIVE_BUFFER)
+            .unwrap();
+        let receive_buffer = u64::from(listening.recv_buffer_size().unwrap());
+        listening.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let listener = listening.listen(1).unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let me = PeerId([0xEE; 20]);
+        let mut registration = TrackerClient::connect(&trackers.one.ws_url()).await;
+        let reply = registration
+            .request(&ToTracker::Announce(Announce {
+                info_hash: metainfo.info_hash(),
+                peer_id: me,
+                event: AnnounceEvent::Started,
+                address: PeerAddress::Native { url: url.clone() },
+                left: metainfo.size(),
+                numwant: 50,
+                metainfo: None,
+            }))
+            .await;
+        let FromTracker::Peers { peers, .. } = reply else {
+            panic!("no peers for the announce: {reply:?}");
+        };
+        let page = peers
+            .iter()
+            .find(|peer| matches!(peer.address, PeerAddress::Browser))
+            .unwrap_or_else(|| panic!("the page is not in the swarm: {peers:?}"))
+            .peer_id;
+        registration
+            .send(&ToTracker::Signal {
+                info_hash: metainfo.info_hash(),
+                from: me,
+                to: page,
+                dial: url.clone(),
+            })
+            .await;
+        let (stream, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the page dials the peer")
+            .unwrap();
+        let mut socket = tokio_tungstenite::accept_async(stream).await.unwrap();
+        for message in [
+            Message::Handshake(Handshake {
+                version: PROTOCOL_VERSION,
+                info_hash: metainfo.info_hash(),
+                peer_id: me,
+                max_requests: 16,
+            }),
+            Message::Bitfield(
+                Bitfield::new(metainfo.lengths().piece_count())
+                    .to_wire()
+                    .into(),
+            ),
+            Message::Interested,
+        ] {
+            socket
+                .send(WsMessage::Binary(message.to_bytes()))
+                .await
+                .unwrap();
+        }
+        let mut page_max_requests = None;
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .expect("the page unchokes the peer");
+            let Some(Ok(WsMessage::Binary(bytes))) = frame else {
+                panic!("the page closed the connection: {frame:?}");
+            };
+            match Message::decode_frame(bytes).expect("the page sends valid frames") {
+                Message::Handshake(handshake) => page_max_requests = Some(handshake.max_requests),
+                Message::Unchoke => break,
+                _ => {}
+            }
+        }
+        Self {
+            socket,
+            url,
+            page_max_requests: page_max_requests.expect("the page's handshake before its unchoke"),
+            receive_buffer,
+            _registration: registration,
+        }
+    }
+}
+
+/// The most bytes the kernel lets a TCP socket hold unsent (the last figure of `tcp_wmem`).
+fn most_kernel_send_buffer() -> u64 {
+    let figures = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap();
+    figures
+        .split_whitespace()
+        .last()
+        .and_then(|most| most.parse().ok())
+        .unwrap_or_else(|| panic!("tcp_wmem is three figures: {figures:?}"))
+}
+
+/// The bytes the page uploaded of the file `info_hash` names, as it last said, and the warning
+/// it gave on losing its connection to the peer at `url`, if it did.
+async fn uploaded_and_lost_connection(
+    browser: &Browser,
+    info_hash: &str,
+    url: &str,
+) -> (u64, Option<String>) {
+    let seen = browser
+        .eval(&format!(
+            "const events = window.mtorrentEvents;
+             const progress = events.filter((e) => e.type === 'progress' && e.info_hash === {info_hash:?}).pop();
+             const lost = events.find((e) => e.type === 'warning' && e.message.includes({url:?}));
+             return [progress?.uploaded ?? 0, lost?.message ?? null];"
+        ))
+        .await;
+    (
+        seen[0].as_u64().expect("a byte count"),
+        seen[1].as_str().map(str::to_owned),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_queues_a_bounded_amount_for_a_peer_that_reads_nothing_and_drops_it() {
+    mtorrent_e2e::browser::require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(8 << 20, 47);
+    let file = dir.write("unread.bin", &data);
+    let browser = Browser::on_page(&trackers.page_url()).await;
+    let metainfo = Metainfo::from_json(browser.share(&file).await.as_bytes()).unwrap();
+    let peer = PeerDialledByThePage::start(&trackers, &metainfo).await;
+    // What the page may let wait in its socket: its blocks held back beyond one request
+    // window, as many again already being read then, and other messages. What leaves the page
+    // waits in the kernel (the page's send buffer and this peer's small receive buffer) and
+    // in the browser's own pipe to it, for which a request window more is allowed.
+    let window = u64::from(peer.page_max_requests) * u64::from(BLOCK_SIZE);
+    let most_waiting_in_the_page = 2 * window + PAGE_CONTROL_BYTES;
+    let most_sent =
+        most_waiting_in_the_page + most_kernel_send_buffer() + peer.receive_buffer + window;
+    let url = peer.url.clone();
+    let (mut requests, mut unread) = peer.socket.split();
+
+    // The peer asks for a request window of blocks every 20 ms, over and over, and reads
+    // nothing.
+    let lengths = metainfo.lengths();
+    let blocks: Vec<_> = lengths
+        .pieces()
+        .flat_map(|piece| lengths.blocks(piece))
+        .collect();
+    let window_requests = usize::from(peer.page_max_requests);
+    let asking = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        for round in blocks.chunks(window_requests).cycle() {
+            pace.tick().await;
+            for block in round {
+                let request = Message::Request((*block).into());
+                if requests
+                    .feed(WsMessage::Binary(request.to_bytes()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if requests.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let info_hash = metainfo.info_hash().to_hex();
+    let started = Instant::now();
+    let deadline = started + PAGE_STALL_TIMEOUT + Duration::from_secs(15);
+    let lost = loop {
+        let (uploaded, lost) = uploaded_and_lost_connection(&browser, &info_hash, &url).await;
+        assert!(
+            uploaded <= most_sent,
+            "the page queued {uploaded} bytes for a peer that reads nothing, more than \
+             {most_sent} after {:?}",
+            started.elapsed()
+        );
+        if let Some(lost) = lost {
+            break lost;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page kept a peer that reads nothing for {:?} (it uploaded {uploaded} bytes)",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    asking.abort();
+    assert!(
+        lost.contains("unread") || lost.contains("not read"),
+        "the page dropped the peer for not reading: {lost}"
+    );
+    let peers = browser
+        .eval(&shared_row("unread.bin", ".peers').textContent"))
+        .await;
+    assert_eq!(
+        peers, "0",
+        "the page lists no peer once it dropped the one it had"
+    );
+
+    // All the page ever sent the peer, up to its close.
+    let mut received = 0u64;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), unread.next())
+            .await
+            .expect("the page's close arrives once the peer reads");
+        match frame {
+            Some(Ok(WsMessage::Binary(bytes))) => received += bytes.len() as u64,
+            Some(Ok(WsMessage::Close(_))) => break,
+            other => {
+                panic!("the connection ended without a close, after {received} bytes: {other:?}")
+            }
+        }
+    }
+    assert!(
+        received <= most_sent,
+        "the page sent {received} bytes to a peer that read nothing, more than {most_sent}"
+    );
 }

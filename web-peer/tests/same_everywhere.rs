@@ -192,7 +192,7 @@ fn a_piece_matches_its_sha1_from_its_blocks_only() {
     assert!(piece_matches(&blocks(&[262_144]), &expected));
     assert!(piece_matches(&blocks(&[1, 100_000, 400_001]), &expected));
     // Blocks out of order, a byte changed, a block missing, a wrong hash.
-    let mut reordered = blocks(&[262_144]);
+    let reordered = blocks(&[262_144]);
     reordered.reverse();
     assert!(!piece_matches(&reordered, &expected));
     let mut changed = piece.clone();
