@@ -33,11 +33,13 @@ pub const MAX_PEER_MESSAGE_BYTES: usize = wire::MAX_FRAME_LEN + 4;
 /// How long a dial may take to open.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The WebSocket close code for a message too big to take (RFC 6455).
-const CLOSE_TOO_BIG: u16 = 1009;
+/// The close code for a message too big to take: RFC 6455's 1009 in the private range (4000 +),
+/// since a page may close only with 1000 or 3000–4999 (any other code throws, and the socket
+/// would then close with none).
+const CLOSE_TOO_BIG: u16 = 4009;
 
-/// The WebSocket close code for a peer that broke the rules (RFC 6455).
-const CLOSE_POLICY: u16 = 1008;
+/// The close code for a peer that broke the rules: RFC 6455's 1008 in the private range.
+const CLOSE_POLICY: u16 = 4008;
 
 /// A running timer.
 type Timer = Pin<Box<dyn Future<Output = ()>>>;

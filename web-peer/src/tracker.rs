@@ -31,8 +31,9 @@ const MAX_DOWNLOAD_PEERS: usize = 8;
 /// How long opening a tracker connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The WebSocket close code for a message that breaks the protocol (RFC 6455).
-const CLOSE_UNSUPPORTED: u16 = 1003;
+/// The close code for a message that breaks the protocol: RFC 6455's 1003 in the private
+/// range (4000 +), since a page may close only with 1000 or 3000–4999.
+const CLOSE_UNSUPPORTED: u16 = 4003;
 
 /// What the page tells its tracker client.
 pub enum SwarmChange {
