@@ -91,6 +91,7 @@ pub async fn connect(
         .await
         .map_err(tungstenite::Error::Io)?;
     tcp.set_nodelay(true).map_err(tungstenite::Error::Io)?;
+    bound_unsent(&tcp);
     let connected = tokio_tungstenite::client_async_tls_with_config(
         request,
         tcp,
@@ -105,6 +106,20 @@ pub async fn connect(
 pub fn is_tls_url(url: &str) -> bool {
     url.get(..6)
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss://"))
+}
+
+/// Most bytes written to a connection that the kernel keeps before it has sent them
+/// (`TCP_NOTSENT_LOWAT`): a writer waits beyond it. Data in flight is not limited, so a
+/// connection's speed is not; but a peer that never reads holds at most this much of the
+/// machine's TCP memory, where Linux would otherwise let its queue grow to megabytes, and past
+/// the system's limit every connection on the machine, honest ones too, gets less.
+pub const MAX_UNSENT_BYTES: u32 = 128 * 1024;
+
+/// Applies [`MAX_UNSENT_BYTES`] to `tcp` (best effort: an error is only logged).
+pub fn bound_unsent(tcp: &TcpStream) {
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_notsent_lowat(MAX_UNSENT_BYTES) {
+        tracing::debug!("cannot set TCP_NOTSENT_LOWAT: {e}");
+    }
 }
 
 #[cfg(test)]

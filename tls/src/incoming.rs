@@ -105,6 +105,7 @@ async fn accept_loop(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
+        crate::client::bound_unsent(&tcp);
         let tls = tls.clone();
         let ready = ready.clone();
         tokio::spawn(async move {

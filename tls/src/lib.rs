@@ -15,7 +15,7 @@ pub mod client;
 pub mod incoming;
 pub mod server;
 
-pub use client::{client_config, connect, ConnectError, WsStream};
+pub use client::{bound_unsent, client_config, connect, ConnectError, WsStream, MAX_UNSENT_BYTES};
 pub use incoming::{Incoming, IncomingLimits, TlsTcpStream};
 pub use server::{ServerTls, TlsError};
 

@@ -83,11 +83,14 @@ async fn run(config: config::Config) -> Result<()> {
                 if let Err(e) = tcp.set_nodelay(true) {
                     tracing::debug!("cannot set TCP_NODELAY: {e}");
                 }
+                // A peer that does not read holds little of the machine's TCP memory.
+                mtorrent_tls::bound_unsent(tcp);
             });
             Box::pin(http_server::serve(metered::MeteredListener(listener), app))
         }
         Some(tls) => {
-            // Handshakes run beside the accept loop (TCP_NODELAY is set there).
+            // Handshakes run beside the accept loop (TCP_NODELAY and the bound on unsent bytes
+            // are set there).
             let incoming = mtorrent_tls::Incoming::start(listener, tls, Default::default())?;
             let listener = metered::MeteredListener(tls_listener::TlsListener(incoming));
             Box::pin(http_server::serve(listener, app))

@@ -306,6 +306,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
         };
         let pending = Pending::join(&node);
         let _ = stream.set_nodelay(true);
+        mtorrent_tls::bound_unsent(&stream);
         let node = node.clone();
         tokio::spawn(async move {
             let _source = source;
