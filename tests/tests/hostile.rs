@@ -416,7 +416,9 @@ async fn a_hijacker_at_the_twin_cannot_delist_a_real_seeder() {
     }
     // Both trackers still list the seeder, and an honest download from it completes.
     for (tracker, asker) in [(&trackers.one, 0x32), (&trackers.two, 0x33)] {
-        let listed = listed_peers(&tracker.ws_url(), info_hash, PeerId([asker; 20])).await;
+        let mut listed = listed_peers(&tracker.ws_url(), info_hash, PeerId([asker; 20])).await;
+        // The other tracker's asker may still be listed here until its leave is replicated.
+        listed.retain(|id| ![0x31, 0x32, 0x33].map(|n| PeerId([n; 20])).contains(id));
         assert_eq!(listed, [seeder_id], "at {}", tracker.ws_url());
     }
     honest_get(&dir, "leecher", &mtorrent).await;
