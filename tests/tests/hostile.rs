@@ -335,12 +335,13 @@ async fn many_fake_peers_at_a_victim_make_a_downloader_dial_it_once() {
     let mtorrent = dir.join("data.bin.mtorrent");
     let metainfo = Metainfo::from_json(&std::fs::read(&mtorrent).unwrap()).unwrap();
     let victim = Victim::start().await;
-    // One connection registers 40 peer ids, all at the victim's address, as seeders: fewer than
-    // the 50 peers a downloader asks for, so each reply names the real seeder too, and the
-    // download need not wait for luck (a thousand would hide it, in random replies of 50).
-    let mut registrar = TrackerClient::connect(&trackers.one.ws_url()).await;
+    // 40 connections each register a peer id at the victim's address, as seeders (one
+    // connection is one peer in a swarm): fewer than the 50 peers a downloader asks for, so
+    // each reply names the real seeder too, and the download need not wait for luck.
+    let mut registrars = Vec::new();
     let mut registered = 0;
     for n in 0..40 {
+        let mut registrar = TrackerClient::connect(&trackers.one.ws_url()).await;
         let fake = announce(
             metainfo.info_hash(),
             mtorrent_e2e::hostile::attacker_id(50, n),
@@ -350,6 +351,7 @@ async fn many_fake_peers_at_a_victim_make_a_downloader_dial_it_once() {
         if let FromTracker::Peers { .. } = registrar.request(&ToTracker::Announce(fake)).await {
             registered += 1;
         }
+        registrars.push(registrar);
     }
     assert_eq!(registered, 40);
     // The honest download completes, and the victim was dialled at most once for the file.

@@ -326,12 +326,16 @@ fn peer_urls_seen_from(host: &Host, tracker: &Process, metainfo: &Metainfo) -> V
         let FromTracker::Peers { peers, .. } = reply else {
             panic!("expected peers, got {reply:?}");
         };
+        // An earlier asker from this host may still be listed at the twin, until its leave is
+        // replicated: only the other hosts' peers count.
+        let own = format!("ws://{}/", host.addr(1));
         peers
             .into_iter()
             .map(|peer| match peer.address {
                 PeerAddress::Native { url } => url,
                 other => panic!("a native peer announced as {other:?}"),
             })
+            .filter(|url| *url != own)
             .collect()
     })
 }

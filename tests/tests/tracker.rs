@@ -995,15 +995,14 @@ async fn twins_replicate_a_state_many_times_larger_than_a_message() {
         assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
         expected.push(meta.info_hash());
     }
-    let swarm = InfoHash([0x5A; 20]);
-    let mut crowd = TrackerClient::connect(&t1.ws_url()).await;
+    // One node in 600 swarms.
+    let mut node = TrackerClient::connect(&t1.ws_url()).await;
     for i in 0..600u16 {
-        let ToTracker::Announce(mut a) = announce(swarm, 0, AnnounceEvent::Started) else {
-            unreachable!()
-        };
-        a.peer_id.0[..2].copy_from_slice(&i.to_be_bytes());
-        a.peer_id.0[2] = 0xC0;
-        let reply = crowd.request(&ToTracker::Announce(a)).await;
+        let mut swarm = [0x5A; 20];
+        swarm[..2].copy_from_slice(&i.to_be_bytes());
+        let reply = node
+            .request(&announce(InfoHash(swarm), 0xC0, AnnounceEvent::Started))
+            .await;
         assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
     }
     expected.sort();
@@ -1113,16 +1112,19 @@ async fn a_peer_may_announce_only_an_address_of_its_own_unless_it_is_a_trusted_r
         }
     }
     // Its own address, by IP or by a name for it, is fine.
-    let mut honest = TrackerClient::connect(&t.ws_url()).await;
+    let mut honest = Vec::new();
     for (peer, own) in [(4, "ws://127.0.0.1:7003/"), (5, "ws://localhost:7004/")] {
-        let reply = honest.request(&at(peer, own)).await;
+        let mut client = TrackerClient::connect(&t.ws_url()).await;
+        let reply = client.request(&at(peer, own)).await;
         assert!(
             matches!(reply, FromTracker::Peers { .. }),
             "{own}: {reply:?}"
         );
+        honest.push(client);
     }
+    let mut asker = TrackerClient::connect(&t.ws_url()).await;
     let listed = peer_ids(
-        &honest
+        &asker
             .request(&announce(hash, 6, AnnounceEvent::Update))
             .await,
     );
@@ -1243,6 +1245,49 @@ async fn a_connection_that_sends_nothing_or_its_headers_a_byte_at_a_time_is_clos
     tokio::time::sleep(Duration::from_secs(11)).await;
     let reply = client
         .request(&announce(InfoHash([3; 20]), 1, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_connection_is_one_peer_in_a_swarm() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let hash = InfoHash([0x42; 20]);
+    let mut crowd = TrackerClient::connect(&t.ws_url()).await;
+    let reply = crowd
+        .request(&announce(hash, 1, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+    // More ids in the same swarm from the same connection would crowd others out of answers.
+    // (Fewer than the strikes that close a connection.)
+    for peer in 2..6 {
+        match crowd
+            .request(&announce(hash, peer, AnnounceEvent::Started))
+            .await
+        {
+            FromTracker::Error { code, .. } => assert_eq!(code, ErrorCode::PeerIdTaken),
+            other => panic!("a second id in the swarm was accepted: {other:?}"),
+        }
+    }
+    // The same peer in another swarm, and another connection in this one, are fine.
+    let reply = crowd
+        .request(&announce(InfoHash([0x43; 20]), 1, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+    let mut other = TrackerClient::connect(&t.ws_url()).await;
+    let listed = peer_ids(
+        &other
+            .request(&announce(hash, 30, AnnounceEvent::Started))
+            .await,
+    );
+    assert_eq!(listed, [PeerId([1; 20])]);
+    // Once it leaves, the connection may join as another peer.
+    crowd
+        .request(&announce(hash, 1, AnnounceEvent::Stopped))
+        .await;
+    let reply = crowd
+        .request(&announce(hash, 2, AnnounceEvent::Started))
         .await;
     assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
 }

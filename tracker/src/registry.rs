@@ -90,7 +90,7 @@ pub struct Registry {
     swarms: HashMap<InfoHash, Swarm>,
     /// Which swarms each local connection is in, to clean up when it closes; a connection in no
     /// swarm has no entry.
-    connection_swarms: HashMap<ConnectionId, HashSet<(InfoHash, PeerId)>>,
+    connection_swarms: HashMap<ConnectionId, HashMap<InfoHash, PeerId>>,
     /// The local connection each locally announced peer id is bound to.
     bindings: HashMap<PeerId, Binding>,
     /// How many records the twin owns for each peer id.
@@ -170,11 +170,19 @@ impl Registry {
             ));
         }
         self.check_binding(conn, announce.peer_id)?;
-        let key = (announce.info_hash, announce.peer_id);
         let in_swarms = self.connection_swarms.get(&conn);
+        let here = in_swarms.and_then(|swarms| swarms.get(&announce.info_hash));
+        // A connection is one peer node: one peer per swarm, so that nobody crowds a swarm's
+        // answers with ids of its own.
+        if let Some(other) = here.filter(|id| **id != announce.peer_id) {
+            return Err((
+                ErrorCode::PeerIdTaken,
+                format!("this connection is already in the swarm as {other}"),
+            ));
+        }
         if announce.event != AnnounceEvent::Stopped
-            && !in_swarms.is_some_and(|swarms| swarms.contains(&key))
-            && in_swarms.map_or(0, HashSet::len) >= self.limits.max_swarms_per_connection
+            && here.is_none()
+            && in_swarms.map_or(0, HashMap::len) >= self.limits.max_swarms_per_connection
         {
             return Err((
                 ErrorCode::TooManySwarms,
@@ -203,12 +211,12 @@ impl Registry {
     /// Drops everything connection `conn` registered; called when it closes. The cost is that
     /// connection's own records, whatever else the registry holds.
     pub fn handle_connection_closed(&mut self, conn: ConnectionId, sync: &mut Vec<ToTracker>) {
-        for (info_hash, peer_id) in self
+        let records: Vec<(InfoHash, PeerId)> = self
             .connection_swarms
             .get(&conn)
-            .cloned()
-            .unwrap_or_default()
-        {
+            .map(|swarms| swarms.iter().map(|(h, p)| (*h, *p)).collect())
+            .unwrap_or_default();
+        for (info_hash, peer_id) in records {
             self.remove_peer(info_hash, peer_id, sync);
         }
         debug_assert!(!self.connection_swarms.contains_key(&conn));
@@ -374,7 +382,7 @@ impl Registry {
                 self.connection_swarms
                     .entry(conn)
                     .or_default()
-                    .insert((info_hash, peer_id));
+                    .insert(info_hash, peer_id);
             }
             Owner::Twin => *self.twin_records.entry(peer_id).or_default() += 1,
         }
@@ -410,7 +418,9 @@ impl Registry {
                     }
                 }
                 if let Some(swarms) = self.connection_swarms.get_mut(&conn) {
-                    swarms.remove(&(info_hash, peer_id));
+                    if swarms.get(&info_hash) == Some(&peer_id) {
+                        swarms.remove(&info_hash);
+                    }
                     if swarms.is_empty() {
                         self.connection_swarms.remove(&conn);
                     }
