@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::{Extension, Router};
+use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
 
 use crate::metered::Client;
 
@@ -24,7 +24,12 @@ where
     loop {
         // The listener retries, after a pause, when accepting fails (out of descriptors).
         let (io, client) = listener.accept().await;
-        let service = TowerToHyperService::new(app.clone().layer(Extension(ConnectInfo(client))));
+        let app = app.clone();
+        // Each request carries the connection's client, as axum's own `serve` would put it.
+        let service = hyper::service::service_fn(move |mut request: axum::extract::Request<_>| {
+            request.extensions_mut().insert(ConnectInfo(client.clone()));
+            app.clone().oneshot(request)
+        });
         tokio::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
