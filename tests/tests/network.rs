@@ -581,6 +581,14 @@ fn a_cut_link_drops_packets_and_a_dropped_network_leaves_nothing_behind() {
         .arg("60")
         .spawn()
         .unwrap();
+    // Dropped only once the sleeper is inside: `ip netns exec` enters the namespace, then
+    // becomes `sleep`; a process still entering it is nobody's to kill yet.
+    let comm = format!("/proc/{}/comm", sleeper.id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&comm).map_or(true, |name| name.trim() != "sleep") {
+        assert!(Instant::now() < deadline, "the sleeper never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let namespaces = [server.namespace().to_owned(), client.namespace().to_owned()];
     drop(network);
     let deadline = Instant::now() + Duration::from_secs(5);
