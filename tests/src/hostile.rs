@@ -372,6 +372,32 @@ pub fn large_metainfo(name: &str, pieces: u32, trackers: [String; 2]) -> Metainf
     .expect("a valid .mtorrent")
 }
 
+/// Registers `metainfo` at the tracker at `url` by a seeder's announce, and keeps the
+/// seeder's connection (so the file stays seeded) for as long as the client lives.
+pub async fn register_seeder(
+    url: &str,
+    metainfo: &Metainfo,
+    peer: PeerId,
+) -> crate::tracker_client::TrackerClient {
+    let mut client = crate::tracker_client::TrackerClient::connect(url).await;
+    let mut started = announce(
+        metainfo.info_hash(),
+        peer,
+        AnnounceEvent::Started,
+        PeerAddress::Listening {
+            port: 9,
+            tls: false,
+        },
+    );
+    started.metainfo = Some(metainfo.to_json());
+    let reply = client.request(&ToTracker::Announce(started)).await;
+    assert!(
+        matches!(reply, mtorrent_shared::tracker::FromTracker::Peers { .. }),
+        "got {reply:?}"
+    );
+    client
+}
+
 /// An announce of `event` by `peer_id` in `info_hash`'s swarm at `address`, with nothing
 /// left to download.
 pub fn announce(

@@ -50,25 +50,6 @@ fn raise_open_file_limit(wanted: u64) {
     }
 }
 
-/// Registers `metainfo` at the tracker at `url` by a seeder's announce, and keeps the
-/// seeder's connection (so the file stays seeded) for as long as the client lives.
-async fn register(url: &str, metainfo: &Metainfo, peer: PeerId) -> TrackerClient {
-    let mut client = TrackerClient::connect(url).await;
-    let mut started = announce(
-        metainfo.info_hash(),
-        peer,
-        AnnounceEvent::Started,
-        PeerAddress::Listening {
-            port: 9,
-            tls: false,
-        },
-    );
-    started.metainfo = Some(metainfo.to_json());
-    let reply = client.request(&ToTracker::Announce(started)).await;
-    assert!(matches!(reply, FromTracker::Peers { .. }), "got {reply:?}");
-    client
-}
-
 /// The info hashes the tracker at `url` lists.
 async fn list_files(url: &str) -> Vec<InfoHash> {
     TrackerClient::connect(url).await.list_files(100).await
@@ -173,7 +154,9 @@ async fn an_honest_download_completes_while_thousands_of_attackers_hold_on() {
         16_384,
         [trackers.one.ws_url(), trackers.two.ws_url()],
     );
-    let _big_seeder = register(&trackers.one.ws_url(), &big, PeerId([0xB1; 20])).await;
+    let _big_seeder =
+        mtorrent_e2e::hostile::register_seeder(&trackers.one.ws_url(), &big, PeerId([0xB1; 20]))
+            .await;
 
     // A thousand slow readers and a thousand idle connections against the trackers (half at
     // each) and as many against the seeder.
@@ -303,7 +286,8 @@ async fn a_catalog_flood_from_many_addresses_stores_only_what_the_quotas_allow()
     }
     // An honest seeder registers its file meanwhile.
     let honest = documents("honest", 1).remove(0);
-    let _honest = register(&t.ws_url(), &honest, PeerId([0x22; 20])).await;
+    let _honest =
+        mtorrent_e2e::hostile::register_seeder(&t.ws_url(), &honest, PeerId([0x22; 20])).await;
 
     // Two documents from each flooding address, and the honest one: nothing padded, nothing
     // from a peer without the file, nothing beyond an address's share.

@@ -718,17 +718,7 @@ async fn a_client_that_never_reads_is_dropped_and_pins_no_memory() {
     let dir = Dir::new();
     let t = tracker(&dir, "t1", &[]);
     // The .mtorrent of an 8 GiB file: 16,384 piece hashes, a 650 KiB reply each time.
-    let pieces = 16_384u32;
-    let hashes = (0..pieces)
-        .map(|i| mtorrent_shared::PieceHash(sha1_of(&i.to_le_bytes())))
-        .collect();
-    let meta = Metainfo::new(
-        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
-        "big.bin".into(),
-        u64::from(pieces) * 512 * 1024,
-        hashes,
-    )
-    .unwrap();
+    let meta = large_metainfo("big.bin", 16_384);
     let hash = meta.info_hash();
     let mut seeder = TrackerClient::connect(&t.ws_url()).await;
     let ToTracker::Announce(mut register) = announce(hash, 1, AnnounceEvent::Started) else {
@@ -793,11 +783,6 @@ async fn a_client_that_never_reads_is_dropped_and_pins_no_memory() {
         growth >> 20
     );
     drop(greedy);
-}
-
-fn sha1_of(bytes: &[u8]) -> [u8; 20] {
-    use sha1::{Digest, Sha1};
-    Sha1::digest(bytes).into()
 }
 
 #[tokio::test]
@@ -962,16 +947,8 @@ async fn twins_with_different_secrets_never_say_their_link_is_up() {
 
 /// The `.mtorrent` of a file of `pieces` pieces, with made-up piece hashes.
 fn large_metainfo(name: &str, pieces: u32) -> Metainfo {
-    let hashes = (0..pieces)
-        .map(|i| mtorrent_shared::PieceHash(sha1_of(&[name.as_bytes(), &i.to_le_bytes()].concat())))
-        .collect();
-    Metainfo::new(
-        ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()],
-        name.into(),
-        u64::from(pieces) * 512 * 1024,
-        hashes,
-    )
-    .unwrap()
+    let trackers = ["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()];
+    mtorrent_e2e::hostile::large_metainfo(name, pieces, trackers)
 }
 
 #[tokio::test]
@@ -1184,6 +1161,16 @@ async fn closed_within(
     None
 }
 
+/// Asserts that `what` was closed (by [`closed_within`], given `limit`) within 20 s: well
+/// before the 90 s idle timeout, within the tracker's 10 s allowances.
+fn assert_closed_soon(what: &str, closed: Option<Duration>, limit: Duration) {
+    let closed = closed.unwrap_or_else(|| panic!("{what}: still held after {limit:?}"));
+    assert!(
+        closed < Duration::from_secs(20),
+        "{what}: closed after {closed:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_message_that_stops_or_trickles_halfway_is_not_held() {
     let dir = Dir::new();
@@ -1196,15 +1183,8 @@ async fn a_message_that_stops_or_trickles_halfway_is_not_held() {
         closed_within(stalled, None, limit),
         closed_within(trickling, Some(Duration::from_millis(200)), limit),
     );
-    // Both are dropped well before the 90 s idle timeout, within the 10 s allowance.
-    for (what, closed) in [("stalled", stalled), ("trickling", trickling)] {
-        let closed =
-            closed.unwrap_or_else(|| panic!("the {what} message is still held after {limit:?}"));
-        assert!(
-            closed < Duration::from_secs(20),
-            "{what}: closed after {closed:?}"
-        );
-    }
+    assert_closed_soon("stalled", stalled, limit);
+    assert_closed_soon("trickling", trickling, limit);
     // An honest client with a message as large, sent at once, is served.
     let meta = large_metainfo("whole.bin", 20_000);
     let ToTracker::Announce(mut register) = announce(meta.info_hash(), 1, AnnounceEvent::Started)
@@ -1232,14 +1212,8 @@ async fn a_connection_that_sends_nothing_or_its_headers_a_byte_at_a_time_is_clos
         closed_within(silent, None, limit),
         closed_within(slow, Some(Duration::from_millis(500)), limit),
     );
-    for (what, closed) in [("silent", silent), ("slow headers", slow)] {
-        let closed =
-            closed.unwrap_or_else(|| panic!("the {what} connection is held after {limit:?}"));
-        assert!(
-            closed < Duration::from_secs(20),
-            "{what}: closed after {closed:?}"
-        );
-    }
+    assert_closed_soon("silent", silent, limit);
+    assert_closed_soon("slow headers", slow, limit);
     // A WebSocket is not cut by the header deadline once upgraded.
     let mut client = TrackerClient::connect(&t.ws_url()).await;
     tokio::time::sleep(Duration::from_secs(11)).await;

@@ -122,6 +122,48 @@ struct TwinHandshake {
     answering_nonce: String,
 }
 
+impl TwinHandshake {
+    /// Whether `proof` shows the greeting tracker holds this tracker's twin secret.
+    fn proved_by(&self, tracker: &Tracker, proof: &str) -> bool {
+        tracker.twin_secret().is_some_and(|secret| {
+            twin_auth::verify(
+                secret,
+                Side::Dialling,
+                &self.dialling_nonce,
+                &self.answering_nonce,
+                proof,
+            )
+        })
+    }
+}
+
+/// The answer to a twin's greeting (this tracker's nonce and proof), and the handshake to
+/// finish with the twin's proof; or why the greeting is refused.
+fn answer_twin_greeting(
+    tracker: &Tracker,
+    tracker_id: String,
+    nonce: String,
+) -> Result<(ToTracker, TwinHandshake), &'static str> {
+    let secret = tracker
+        .twin_secret()
+        .ok_or("not the twin: this tracker has no twin secret")?;
+    if !twin_auth::is_nonce(&nonce) {
+        return Err("bad nonce");
+    }
+    let answering_nonce = twin_auth::new_nonce();
+    let challenge = ToTracker::SyncChallenge {
+        tracker_id: tracker.tracker_id.clone(),
+        proof: twin_auth::prove(secret, Side::Answering, &nonce, &answering_nonce),
+        nonce: answering_nonce.clone(),
+    };
+    let handshake = TwinHandshake {
+        tracker_id,
+        dialling_nonce: nonce,
+        answering_nonce,
+    };
+    Ok((challenge, handshake))
+}
+
 async fn run_inner(
     tracker: &Arc<Tracker>,
     conn: ConnectionId,
@@ -190,55 +232,22 @@ async fn run_inner(
         };
         match message {
             ToTracker::SyncHello { tracker_id, nonce } => {
-                let Some(secret) = tracker.twin_secret() else {
-                    tracing::warn!(conn, "refused a twin link: this tracker has no twin secret");
-                    strike(
-                        &outbox,
-                        &mut strikes,
-                        tracker,
-                        ErrorCode::Malformed,
-                        "not the twin",
-                    )
-                    .await?;
-                    continue;
-                };
-                if !twin_auth::is_nonce(&nonce) {
-                    strike(
-                        &outbox,
-                        &mut strikes,
-                        tracker,
-                        ErrorCode::Malformed,
-                        "bad nonce",
-                    )
-                    .await?;
-                    continue;
+                match answer_twin_greeting(tracker, tracker_id, nonce) {
+                    Ok((challenge, greeting)) => {
+                        queue(&outbox, challenge.encode().into()).await?;
+                        handshake = Some(greeting);
+                    }
+                    Err(reason) => {
+                        tracing::warn!(conn, "refused a twin link: {reason}");
+                        strike(&outbox, &mut strikes, tracker, ErrorCode::Malformed, reason)
+                            .await?;
+                    }
                 }
-                let answering_nonce = twin_auth::new_nonce();
-                let challenge = ToTracker::SyncChallenge {
-                    tracker_id: tracker.tracker_id.clone(),
-                    proof: twin_auth::prove(secret, Side::Answering, &nonce, &answering_nonce),
-                    nonce: answering_nonce.clone(),
-                };
-                queue(&outbox, challenge.encode().into()).await?;
-                handshake = Some(TwinHandshake {
-                    tracker_id,
-                    dialling_nonce: nonce,
-                    answering_nonce,
-                });
                 continue;
             }
             ToTracker::SyncProof { proof } => {
-                let proved = match (tracker.twin_secret(), &handshake) {
-                    (Some(secret), Some(h)) => twin_auth::verify(
-                        secret,
-                        Side::Dialling,
-                        &h.dialling_nonce,
-                        &h.answering_nonce,
-                        &proof,
-                    ),
-                    _ => false,
-                };
-                let Some(greeted) = handshake.take().filter(|_| proved) else {
+                let Some(greeted) = handshake.take().filter(|h| h.proved_by(tracker, &proof))
+                else {
                     tracing::warn!(conn, "refused a twin link: no proof of the twin secret");
                     strike(
                         &outbox,

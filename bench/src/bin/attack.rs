@@ -25,7 +25,7 @@ use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use mtorrent_bench::{generate_file, parse_size};
 use mtorrent_e2e::command::Dir;
-use mtorrent_e2e::hostile::{announce, large_metainfo, rss_bytes, AttackMix};
+use mtorrent_e2e::hostile::{announce, large_metainfo, register_seeder, rss_bytes, AttackMix};
 use mtorrent_e2e::launcher::Launcher;
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::Trackers;
@@ -92,22 +92,7 @@ async fn run(options: &Options) -> Result<()> {
         16_384,
         [trackers.one.ws_url(), trackers.two.ws_url()],
     );
-    let mut big_seeder = TrackerClient::connect(&trackers.one.ws_url()).await;
-    let mut register = announce(
-        big.info_hash(),
-        PeerId([0xB1; 20]),
-        AnnounceEvent::Started,
-        PeerAddress::Listening {
-            port: 9,
-            tls: false,
-        },
-    );
-    register.metainfo = Some(big.to_json());
-    let reply = big_seeder.request(&ToTracker::Announce(register)).await;
-    ensure!(
-        matches!(reply, FromTracker::Peers { .. }),
-        "the large document was refused: {reply:?}"
-    );
+    let _big_seeder = register_seeder(&trackers.one.ws_url(), &big, PeerId([0xB1; 20])).await;
 
     eprintln!("without attack");
     let calm = measure(options, &dir, "calm", &trackers, &seeder, &mtorrent, None).await?;
