@@ -16,14 +16,16 @@
 //! a secure context (Chromium maps `mtorrent.test` to 127.0.0.1), as a page opened over plain
 //! http from another machine is, downloads it again: pieces checked with the WebAssembly SHA-1
 //! and kept in IndexedDB, the time running to the file built from them; every piece of what it
-//! saves must match.
+//! saves must match. `--downloads N` runs both downloads N times, in turn, each in a fresh
+//! browser, so the two storages are compared under the same load; `--downloads-only` skips the
+//! hashing figures (the `.mtorrent` then comes from the first seeder).
 //! Needs Chromium and chromedriver (`scripts/setup.sh` installs them).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
-use mtorrent_bench::{generate_file, parse_size, peak_measure, sibling_binary};
+use mtorrent_bench::{generate_file, median, parse_size, peak_measure, sibling_binary};
 use mtorrent_e2e::browser::{Browser, INSECURE_HOST};
 use mtorrent_e2e::process::Process;
 use mtorrent_e2e::swarm::Trackers;
@@ -38,11 +40,19 @@ struct Options {
     /// temporary directory].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// How many times each download (OPFS, then IndexedDB) runs, in turn, each in a fresh
+    /// browser; every figure is printed.
+    #[arg(long, default_value_t = 1)]
+    downloads: u32,
+    /// Only the downloads: no hashing measured, the `.mtorrent` made by the first seeder.
+    #[arg(long)]
+    downloads_only: bool,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let options = Options::parse();
+    ensure!(options.downloads >= 1, "--downloads must be at least 1");
     let dir = tempfile::Builder::new()
         .prefix("mtorrent-bench-browser-")
         .tempdir_in(options.dir.clone().unwrap_or_else(std::env::temp_dir))?;
@@ -55,9 +65,129 @@ async fn main() -> Result<()> {
     );
     let mb = options.size as f64 / 1e6;
 
+    let www = mtorrent_e2e::www_dir();
+    ensure!(
+        www.join("pkg/mtorrent_web_peer.js").is_file(),
+        "the browser peer is not built: run scripts/build-web.sh"
+    );
+    let log = |name: &str| dir.path().join(format!("{name}.log"));
+    let trackers = Trackers::start_logging_in(dir.path());
+    let hashing = if options.downloads_only {
+        None
+    } else {
+        Some(hashing_figures(&file, dir.path(), mb, &trackers).await?)
+    };
+
+    let seeders: Vec<Process> = (1..=3)
+        .map(|n| seeder(n, &file, dir.path(), &trackers, &log))
+        .collect();
+    let metainfo_path = match hashing {
+        Some(_) => dir.path().join("data.bin.mtorrent"),
+        None => seeder_mtorrent(dir.path()).await?,
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let metainfo = mtorrent_shared::Metainfo::from_json(std::fs::read(&metainfo_path)?.as_slice())?;
+    let expected_pieces: String = metainfo.piece_hashes().iter().map(|h| h.to_hex()).collect();
+    let mut opfs = Vec::new();
+    let mut indexeddb = Vec::new();
+    for _ in 0..options.downloads {
+        eprintln!("downloading in a fresh page from 3 native seeders");
+        // A new browser, as a user who opens the page to download would have: nothing left
+        // over from hashing a gigabyte or from the download before.
+        let browser = Browser::on_page(&trackers.page_url()).await;
+        browser
+            .choose_file("download-mtorrent", &metainfo_path)
+            .await;
+        browser.wait_for_state("download-status", &["done"]).await;
+        let page_download = mb / seconds_of(&browser, "download-status").await?;
+        eprintln!("page download: {page_download:.0} MB/s");
+        let digest = browser.sha1_of_link("download-save").await;
+        ensure!(
+            digest == expected.to_hex(),
+            "the page's download differs from the file"
+        );
+        opfs.push(page_download);
+        drop(browser);
+
+        eprintln!("downloading in a fresh page that is not a secure context (IndexedDB)");
+        let browser = Browser::on_insecure_page(&trackers.page_url()).await;
+        ensure!(
+            browser.eval("return window.isSecureContext;").await == serde_json::json!(false),
+            "the page at {INSECURE_HOST} is a secure context"
+        );
+        browser
+            .choose_file("download-mtorrent", &metainfo_path)
+            .await;
+        browser.wait_for_state("download-status", &["done"]).await;
+        let insecure_download = mb / seconds_of(&browser, "download-status").await?;
+        eprintln!("page download, not a secure context: {insecure_download:.0} MB/s");
+        ensure!(
+            piece_hashes_of_link(&browser, "download-save").await? == expected_pieces,
+            "the insecure page's download differs from the file"
+        );
+        indexeddb.push(insecure_download);
+    }
+    drop(seeders);
+
+    println!(
+        "file: {} bytes ({:.2} GiB) on 127.0.0.1, headless Chromium, {} cores",
+        options.size,
+        options.size as f64 / (1u64 << 30) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("{:<48} {:>10}", "what", "MB/s");
+    let row = |what: &str, mb_per_s: f64| println!("{what:<48} {mb_per_s:>10.0}");
+    if let Some(h) = hashing {
+        let hashing_row = |what: &str, mb_per_s: f64| {
+            println!(
+                "{what:<48} {mb_per_s:>10.0}   ({:.0}% of native 1 thread)",
+                mb_per_s * 100.0 / h.native_one
+            );
+        };
+        row("native hashing, 1 thread (mtorrent create)", h.native_one);
+        row("native hashing, all cores", h.native_all);
+        hashing_row("page hashing (WebCrypto SHA-1, the page's)", h.page);
+        hashing_row("page hashing (WebAssembly SHA-1, fallback)", h.page_wasm);
+        row("page reading the file only (same workers)", h.page_reading);
+        hashing_row("WebAssembly SHA-1 in memory, one thread", h.wasm_in_memory);
+    }
+    let downloads_row = |what: &str, figures: &[f64]| {
+        let each: Vec<String> = figures.iter().map(|f| format!("{f:.0}")).collect();
+        if figures.len() == 1 {
+            row(what, figures[0]);
+        } else {
+            println!(
+                "{what:<48} {:>10.0}   (median; each: {})",
+                median(figures.to_vec()),
+                each.join(", ")
+            );
+        }
+    };
+    downloads_row("page download from 3 native seeders (OPFS)", &opfs);
+    downloads_row(
+        "page download, not a secure context (IndexedDB)",
+        &indexeddb,
+    );
+    Ok(())
+}
+
+/// The hashing figures, in MB/s.
+struct Hashing {
+    native_one: f64,
+    native_all: f64,
+    page: f64,
+    page_wasm: f64,
+    page_reading: f64,
+    wasm_in_memory: f64,
+}
+
+/// Hashes `file` natively (one thread, then every core) and in a page (WebCrypto, the
+/// WebAssembly fallback, reading only, and the WebAssembly SHA-1 in memory); writes the page's
+/// `.mtorrent` to `dir/data.bin.mtorrent`.
+async fn hashing_figures(file: &Path, dir: &Path, mb: f64, trackers: &Trackers) -> Result<Hashing> {
     let mtorrent = sibling_binary("mtorrent")?;
     let native = |threads: &str| -> Result<f64> {
-        let out = dir.path().join(format!("native-{threads}.mtorrent"));
+        let out = dir.join(format!("native-{threads}.mtorrent"));
         let mut argv = vec![
             mtorrent.to_str().context("UTF-8 path")?,
             "create",
@@ -78,20 +208,12 @@ async fn main() -> Result<()> {
     let native_one = native("1")?;
     let native_all = native("all")?;
 
-    let www = mtorrent_e2e::www_dir();
-    ensure!(
-        www.join("pkg/mtorrent_web_peer.js").is_file(),
-        "the browser peer is not built: run scripts/build-web.sh"
-    );
-    let log = |name: &str| dir.path().join(format!("{name}.log"));
-    let trackers = Trackers::start_logging_in(dir.path());
     let browser = Browser::on_page(&trackers.page_url()).await;
-
     eprintln!("hashing in the page");
-    browser.choose_file("share-file", &file).await;
+    browser.choose_file("share-file", file).await;
     browser.wait_for_state("share-status", &["seeding"]).await;
-    let page_hashing = mb / seconds_of(&browser, "share-status").await?;
-    eprintln!("page hashing: {page_hashing:.0} MB/s");
+    let page = mb / seconds_of(&browser, "share-status").await?;
+    eprintln!("page hashing: {page:.0} MB/s");
     eprintln!("WebAssembly SHA-1 in memory, on one thread");
     let wasm_in_memory = browser
         .eval(
@@ -111,90 +233,44 @@ async fn main() -> Result<()> {
         .as_f64()
         .context("the in-memory WebAssembly hashing speed")?;
     eprintln!("hashing in WebAssembly in the page");
-    let page_wasm_hashing = mb / hashing_seconds(&browser, "wasm").await?;
-    eprintln!("page hashing in WebAssembly: {page_wasm_hashing:.0} MB/s");
+    let page_wasm = mb / hashing_seconds(&browser, "wasm").await?;
+    eprintln!("page hashing in WebAssembly: {page_wasm:.0} MB/s");
     // What the hashing cannot beat: reading the file, as the page's hashing workers do.
     let page_reading = mb / hashing_seconds(&browser, "read-only").await?;
     let document = browser
         .eval("return document.querySelector('#shared tbody tr:last-child a.mtorrent').dataset.document;")
         .await;
-    let metainfo_path = dir.path().join("data.bin.mtorrent");
     std::fs::write(
-        &metainfo_path,
+        dir.join("data.bin.mtorrent"),
         document.as_str().context("the page's .mtorrent")?,
     )?;
+    Ok(Hashing {
+        native_one,
+        native_all,
+        page,
+        page_wasm,
+        page_reading,
+        wasm_in_memory,
+    })
+}
 
-    eprintln!("downloading in a fresh page from 3 native seeders");
-    // A new browser, as a user who opens the page to download would have: nothing left over
-    // from hashing a gigabyte.
-    drop(browser);
-    let browser = Browser::on_page(&trackers.page_url()).await;
-    let seeders: Vec<Process> = (1..=3)
-        .map(|n| seeder(n, &file, dir.path(), &trackers, &log))
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    browser
-        .choose_file("download-mtorrent", &metainfo_path)
-        .await;
-    browser.wait_for_state("download-status", &["done"]).await;
-    let page_download = mb / seconds_of(&browser, "download-status").await?;
-    eprintln!("page download: {page_download:.0} MB/s");
-    let digest = browser.sha1_of_link("download-save").await;
-    ensure!(
-        digest == expected.to_hex(),
-        "the page's download differs from the file"
-    );
-
-    eprintln!("downloading in a fresh page that is not a secure context (IndexedDB)");
-    drop(browser);
-    let browser = Browser::on_insecure_page(&trackers.page_url()).await;
-    ensure!(
-        browser.eval("return window.isSecureContext;").await == serde_json::json!(false),
-        "the page at {INSECURE_HOST} is a secure context"
-    );
-    browser
-        .choose_file("download-mtorrent", &metainfo_path)
-        .await;
-    browser.wait_for_state("download-status", &["done"]).await;
-    let insecure_download = mb / seconds_of(&browser, "download-status").await?;
-    eprintln!("page download, not a secure context: {insecure_download:.0} MB/s");
-    let metainfo = mtorrent_shared::Metainfo::from_json(std::fs::read(&metainfo_path)?.as_slice())?;
-    let expected_pieces: String = metainfo.piece_hashes().iter().map(|h| h.to_hex()).collect();
-    ensure!(
-        piece_hashes_of_link(&browser, "download-save").await? == expected_pieces,
-        "the insecure page's download differs from the file"
-    );
-    drop(seeders);
-
-    println!(
-        "file: {} bytes ({:.2} GiB) on 127.0.0.1, headless Chromium, {} cores",
-        options.size,
-        options.size as f64 / (1u64 << 30) as f64,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    println!("{:<44} {:>10}", "what", "MB/s");
-    let row = |what: &str, mb_per_s: f64| println!("{what:<44} {mb_per_s:>10.0}");
-    let hashing_row = |what: &str, mb_per_s: f64| {
-        println!(
-            "{what:<44} {mb_per_s:>10.0}   ({:.0}% of native 1 thread)",
-            mb_per_s * 100.0 / native_one
+/// The `.mtorrent` the first seeder writes once it has hashed the file.
+async fn seeder_mtorrent(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("seed1.mtorrent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let written = std::fs::read(&path).ok();
+        if written
+            .is_some_and(|bytes| mtorrent_shared::Metainfo::from_json(bytes.as_slice()).is_ok())
+        {
+            return Ok(path);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the first seeder wrote no .mtorrent"
         );
-    };
-    row("native hashing, 1 thread (mtorrent create)", native_one);
-    row("native hashing, all cores", native_all);
-    hashing_row("page hashing (WebCrypto SHA-1, the page's)", page_hashing);
-    hashing_row(
-        "page hashing (WebAssembly SHA-1, fallback)",
-        page_wasm_hashing,
-    );
-    row("page reading the file only (same workers)", page_reading);
-    hashing_row("WebAssembly SHA-1 in memory, one thread", wasm_in_memory);
-    row("page download from 3 native seeders (OPFS)", page_download);
-    row(
-        "page download, not a secure context (IndexedDB)",
-        insecure_download,
-    );
-    Ok(())
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 /// The SHA-1 of every piece of the file behind the link `id`, hashed in the page with the
