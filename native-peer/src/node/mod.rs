@@ -199,7 +199,10 @@ impl Node {
             let connect = mtorrent_tls::connect(&url, ws_config());
             match tokio::time::timeout(Duration::from_secs(10), connect).await {
                 Ok(Ok((socket, _))) => {
-                    if let Err(e) = connection::run(torrent, socket, None, limit).await {
+                    if let Err(e) =
+                        connection::run(torrent, socket, connection::Side::Dialled, None, limit)
+                            .await
+                    {
                         tracing::debug!("connection to {url} ended: {e:#}");
                     }
                 }
@@ -478,7 +481,14 @@ where
         // Every place is taken: close at once rather than hold a socket nobody serves.
         anyhow::bail!("refused: {MAX_PEER_CONNECTIONS} connections already");
     };
-    connection::run(torrent, socket, Some(message), node.upload_limit.clone()).await
+    connection::run(
+        torrent,
+        socket,
+        connection::Side::Accepted,
+        Some(message),
+        node.upload_limit.clone(),
+    )
+    .await
 }
 
 fn rand_id() -> [u8; 20] {

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use super::Torrent;
-use crate::node::connection;
+use crate::node::connection::{self, Side};
 use crate::storage::Storage;
 
 fn metainfo(data: &[u8]) -> Metainfo {
@@ -69,8 +69,20 @@ async fn two_torrents_transfer_a_file_with_the_cores_timers() {
         tokio::spawn(async move { torrent.run_timers().await });
     }
     let (a, b) = socket_pair().await;
-    let up = tokio::spawn(connection::run(seeder.clone(), a, None, None));
-    let down = tokio::spawn(connection::run(leecher.clone(), b, None, None));
+    let up = tokio::spawn(connection::run(
+        seeder.clone(),
+        a,
+        Side::Dialled,
+        None,
+        None,
+    ));
+    let down = tokio::spawn(connection::run(
+        leecher.clone(),
+        b,
+        Side::Accepted,
+        None,
+        None,
+    ));
     let mut progress = leecher.watch_progress();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -117,7 +129,7 @@ async fn the_timers_close_a_silent_peer() {
         while silent.next().await.is_some() {}
     });
     let started = tokio::time::Instant::now();
-    let ended = connection::run(torrent.clone(), a, None, None).await;
+    let ended = connection::run(torrent.clone(), a, Side::Dialled, None, None).await;
     let error = ended.expect_err("a silent peer is an error");
     assert!(error.to_string().contains("silent"), "{error:#}");
     assert_eq!(started.elapsed(), Duration::from_secs(120));
@@ -150,7 +162,13 @@ async fn a_peer_that_asks_for_blocks_and_never_reads_is_dropped() {
     let ours = WebSocketStream::from_raw_socket(a, Role::Server, None).await;
     let mut greedy = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
     let started = tokio::time::Instant::now();
-    let connection = tokio::spawn(connection::run(seeder.clone(), ours, None, None));
+    let connection = tokio::spawn(connection::run(
+        seeder.clone(),
+        ours,
+        Side::Accepted,
+        None,
+        None,
+    ));
     let mut asks = vec![
         Message::Handshake(Handshake {
             version: PROTOCOL_VERSION,
