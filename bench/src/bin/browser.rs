@@ -95,18 +95,14 @@ async fn main() -> Result<()> {
         // A new browser, as a user who opens the page to download would have: nothing left
         // over from hashing a gigabyte or from the download before.
         let browser = Browser::on_page(&trackers.page_url()).await;
-        browser
-            .choose_file("download-mtorrent", &metainfo_path)
-            .await;
-        browser.wait_for_state("download-status", &["done"]).await;
-        let page_download = mb / seconds_of(&browser, "download-status").await?;
-        eprintln!("page download: {page_download:.0} MB/s");
+        let download = download_in(&browser, &metainfo_path, options.size).await?;
+        eprintln!("page download: {download}");
         let digest = browser.sha1_of_link("download-save").await;
         ensure!(
             digest == expected.to_hex(),
             "the page's download differs from the file"
         );
-        opfs.push(page_download);
+        opfs.push(download);
         drop(browser);
 
         eprintln!("downloading in a fresh page that is not a secure context (IndexedDB)");
@@ -115,17 +111,13 @@ async fn main() -> Result<()> {
             browser.eval("return window.isSecureContext;").await == serde_json::json!(false),
             "the page at {INSECURE_HOST} is a secure context"
         );
-        browser
-            .choose_file("download-mtorrent", &metainfo_path)
-            .await;
-        browser.wait_for_state("download-status", &["done"]).await;
-        let insecure_download = mb / seconds_of(&browser, "download-status").await?;
-        eprintln!("page download, not a secure context: {insecure_download:.0} MB/s");
+        let download = download_in(&browser, &metainfo_path, options.size).await?;
+        eprintln!("page download, not a secure context: {download}");
         ensure!(
             piece_hashes_of_link(&browser, "download-save").await? == expected_pieces,
             "the insecure page's download differs from the file"
         );
-        indexeddb.push(insecure_download);
+        indexeddb.push(download);
     }
     drop(seeders);
 
@@ -151,17 +143,20 @@ async fn main() -> Result<()> {
         row("page reading the file only (same workers)", h.page_reading);
         hashing_row("WebAssembly SHA-1 in memory, one thread", h.wasm_in_memory);
     }
-    let downloads_row = |what: &str, figures: &[f64]| {
-        let each: Vec<String> = figures.iter().map(|f| format!("{f:.0}")).collect();
-        if figures.len() == 1 {
-            row(what, figures[0]);
-        } else {
-            println!(
-                "{what:<48} {:>10.0}   (median; each: {})",
-                median(figures.to_vec()),
-                each.join(", ")
-            );
+    println!();
+    println!(
+        "{:<48} {:>10} {:>12}",
+        "download (median of each figure)", "MB/s", "CPU s/GiB"
+    );
+    let downloads_row = |what: &str, downloads: &[Download]| {
+        let speed = median(downloads.iter().map(|d| d.mb_per_s).collect());
+        let cpu = median(downloads.iter().map(|d| d.cpu_s_per_gib).collect());
+        print!("{what:<48} {speed:>10.0} {cpu:>12.1}");
+        if downloads.len() > 1 {
+            let each: Vec<String> = downloads.iter().map(ToString::to_string).collect();
+            print!("   (each: {})", each.join("; "));
         }
+        println!();
     };
     downloads_row("page download from 3 native seeders (OPFS)", &opfs);
     downloads_row(
@@ -169,6 +164,59 @@ async fn main() -> Result<()> {
         &indexeddb,
     );
     Ok(())
+}
+
+/// One page download's figures.
+struct Download {
+    /// The file's size over the time the page took, from opening the `.mtorrent` to the file
+    /// ready to save.
+    mb_per_s: f64,
+    /// The machine's CPU time over that download (every process: the browser's, the seeders',
+    /// the trackers'), in seconds per GiB downloaded. Unlike the speed, it does not depend on
+    /// how much of the machine other work takes.
+    cpu_s_per_gib: f64,
+}
+
+impl std::fmt::Display for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} MB/s, {:.1} CPU s/GiB",
+            self.mb_per_s, self.cpu_s_per_gib
+        )
+    }
+}
+
+/// Downloads the `.mtorrent` at `metainfo` (of a file of `size` bytes) in the page `browser`
+/// shows, and measures it.
+async fn download_in(browser: &Browser, metainfo: &Path, size: u64) -> Result<Download> {
+    let cpu_before = machine_busy_seconds()?;
+    browser.choose_file("download-mtorrent", metainfo).await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let cpu = machine_busy_seconds()? - cpu_before;
+    Ok(Download {
+        mb_per_s: size as f64 / 1e6 / seconds_of(browser, "download-status").await?,
+        cpu_s_per_gib: cpu / (size as f64 / (1u64 << 30) as f64),
+    })
+}
+
+/// CPU seconds the machine has spent busy since it started, on every core: user, nice, system,
+/// interrupt and softirq time from `/proc/stat` (not idle, I/O wait or steal).
+fn machine_busy_seconds() -> Result<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .map(|field| field.parse().context("a number in /proc/stat"))
+        .collect::<Result<_>>()?;
+    ensure!(fields.len() >= 7, "a short cpu line in /proc/stat");
+    // user nice system idle iowait irq softirq
+    let busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6];
+    // The kernel counts in USER_HZ ticks, 100 a second on Linux.
+    Ok(busy / 100.0)
 }
 
 /// The hashing figures, in MB/s.
