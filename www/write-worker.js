@@ -56,8 +56,9 @@ async function writeIfHashIs({ offset, blocks, sha1 }) {
   return true;
 }
 
+/** Lets go of the file. Its bytes are not flushed to the disk first: the file is read at once
+ * from the system's cache, and a download cut short by a power cut starts again anyway. */
 function close() {
-  handle.flush();
   handle.close();
   handle = undefined;
 }
