@@ -1,12 +1,15 @@
 // Checks a download's pieces and stores the good ones in IndexedDB (www/piece-db.js), for
 // pages that are not a secure context and so have neither the Origin Private File System nor
 // WebCrypto: each piece is hashed with the peer's WebAssembly SHA-1, and good pieces are stored
-// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. The
-// same messages as write-worker.js, each with an `id`: {open: {file, size, pieceSize}} (`file`
-// is the download's key), {write: {offset, blocks, sha1}} (store the piece made of `blocks`, in
-// order, if its SHA-1 is `sha1`), {close: true} (once every stored piece has committed) and
-// {abort: true} (later writes fail). Out: {id} once done ({id, matched} for a write, once the
-// piece is stored), {id, error}, or {fatal}.
+// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. A piece
+// is answered once it is checked, while fewer than BACKLOG_BYTES of checked pieces wait to
+// commit; past that, answers wait for commits. So the download goes on while the browser
+// stores, and the pieces held here stay bounded. The same messages as write-worker.js, each
+// with an `id`: {open: {file, size, pieceSize}} (`file` is the download's key), {write:
+// {offset, blocks, sha1}} (store the piece made of `blocks`, in order, if its SHA-1 is `sha1`),
+// {close: true} (once every stored piece has committed) and {abort: true} (later writes fail).
+// Out: {id} once done ({id, matched} for a write), {id, error}, or {fatal} (a piece could not
+// be stored: the download fails).
 
 import init, { pieceMatches } from "./pkg/mtorrent_web_peer.js";
 import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
@@ -15,6 +18,8 @@ import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
 const BATCH_PIECES = 16;
 /** How long a batch waits for more pieces once it has one. */
 const BATCH_MS = 20;
+/** The most bytes of checked pieces not yet committed before answers wait for commits. */
+const BACKLOG_BYTES = 32 << 20;
 
 const ready = init();
 let db, key, pieceBytes;
@@ -22,6 +27,11 @@ let db, key, pieceBytes;
 let batch;
 /** Every transaction not yet committed. */
 const pending = new Set();
+/** Bytes of checked pieces not yet committed, and the answers waiting for room. */
+let backlog = 0;
+let held = [];
+/** Why storing failed, once it has. */
+let failure;
 
 async function open({ file, pieceSize }) {
   await ready;
@@ -32,8 +42,10 @@ async function open({ file, pieceSize }) {
 }
 
 /** Stores the piece made of `blocks` at `offset` if its SHA-1 is `sha1`; resolves with whether
- * it was, once it is stored. Pieces checked in the same turn share one transaction. */
+ * it was, once the backlog has room for it. Pieces checked in the same turn share one
+ * transaction. */
 function writeIfHashIs({ offset, blocks, sha1 }) {
+  if (failure) return Promise.reject(failure);
   if (!db) return Promise.reject(new Error("the download's storage is closed"));
   if (!pieceMatches(blocks, sha1)) return Promise.resolve(false);
   if (!batch) {
@@ -49,25 +61,51 @@ function writeIfHashIs({ offset, blocks, sha1 }) {
     });
     batch = { pieces, stored, full };
     pending.add(stored);
-    const done = () => pending.delete(stored);
-    stored.then(done, done);
+    stored.then(
+      () => committed(pieces),
+      (e) => fail(new Error(`the browser could not store the download: ${e?.message ?? e}`)),
+    ).finally(() => pending.delete(stored));
   }
-  const { pieces, stored, full } = batch;
-  pieces.push({ index: offset / pieceBytes, parts: blocks });
-  if (pieces.length >= BATCH_PIECES) {
+  const bytes = blocks.reduce((sum, block) => sum + block.byteLength, 0);
+  batch.pieces.push({ index: offset / pieceBytes, parts: blocks, bytes });
+  backlog += bytes;
+  if (batch.pieces.length >= BATCH_PIECES) {
+    batch.full();
     batch = undefined;
-    full();
   }
-  return stored.then(() => true);
+  if (backlog <= BACKLOG_BYTES) return Promise.resolve(true);
+  return new Promise((resolve, reject) => held.push({ resolve: () => resolve(true), reject }));
+}
+
+/** A batch has committed: its bytes leave the backlog, and waiting answers go if there is room. */
+function committed(pieces) {
+  backlog -= pieces.reduce((sum, piece) => sum + piece.bytes, 0);
+  if (backlog > BACKLOG_BYTES) return;
+  for (const { resolve } of held) resolve();
+  held = [];
+}
+
+/** Storing failed: every waiting answer fails, and the download worker hears it at once. */
+function fail(error) {
+  if (failure) return;
+  failure = error;
+  for (const { reject } of held) reject(failure);
+  held = [];
+  self.postMessage({ fatal: failure.message });
 }
 
 async function close() {
+  batch?.full();
   await Promise.all(pending);
+  if (failure) throw failure;
   db.close();
   db = undefined;
 }
 
 function abort() {
+  failure ??= new Error("the download's storage is closed");
+  for (const { reject } of held) reject(failure);
+  held = [];
   db?.close();
   db = undefined;
 }
