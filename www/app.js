@@ -217,7 +217,7 @@ function workerDownload(bytes, key, name, size) {
         onPeerEvent(message.event);
       } else if (message.done) {
         worker.terminate();
-        finishedFile(key, name, size).then(resolve, reject);
+        finishedFile(key, name, size, message.file).then(resolve, reject);
       } else if (message.error) {
         worker.terminate();
         reject(new Error(message.error));

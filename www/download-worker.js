@@ -5,7 +5,8 @@
 // and writing, run on two cores, and the page stays responsive. Message in: {start: {document,
 // file, storage}} (the .mtorrent's bytes, the private file's name or the download's IndexedDB
 // key, and "opfs" or "indexeddb"); the page stops a download by ending this worker. Out:
-// {event} (the peer's events), {done}, {error}.
+// {event} (the peer's events), {done, file} (`file`: the finished `File` when the writer made it,
+// as the IndexedDB one does), {error}.
 
 import init, { BrowserPeer, MtorrentSummary, pieceSize } from "./pkg/mtorrent_web_peer.js";
 
@@ -31,7 +32,7 @@ function startWriter(storage) {
     const call = waiting.get(data.id);
     waiting.delete(data.id);
     if ("error" in data) call?.reject(new Error(data.error || "the writer failed"));
-    else call?.resolve(data.matched);
+    else call?.resolve("file" in data ? data.file : data.matched);
   };
   worker.onerror = (event) => fail(new Error(`the writer stopped: ${event.message || "it could not start"}`));
   worker.onmessageerror = () => fail(new Error("the writer's answer could not be read"));
@@ -47,11 +48,12 @@ function startWriter(storage) {
 async function download({ document, file, storage }) {
   const summary = MtorrentSummary.parse(document);
   const size = summary.size;
+  const name = summary.name;
   summary.free();
   const writer = startWriter(storage);
   try {
     // The writer opens its storage while the peer finds peers; pieces wait for it.
-    const opened = writer.call({ open: { file, size, pieceSize: pieceSize() } });
+    const opened = writer.call({ open: { file, name, size, pieceSize: pieceSize() } });
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: () => Promise.reject(new Error("writeIfHashIs is used")),
@@ -61,7 +63,7 @@ async function download({ document, file, storage }) {
         opened.then(() => writer.call({ write: { offset, blocks, sha1 } }, blocks.map((block) => block.buffer))),
     };
     await Promise.all([opened, peer.download(document, store)]);
-    await writer.call({ close: true });
+    return await writer.call({ close: true });
   } catch (e) {
     // Let go of the file before the writer goes, so a new try can open it at once.
     await writer.call({ abort: true }).catch(() => {});
@@ -75,8 +77,8 @@ self.onmessage = async (event) => {
   try {
     await ready;
     peer ??= new BrowserPeer((peerEvent) => self.postMessage({ event: peerEvent }));
-    await download(event.data.start);
-    self.postMessage({ done: true });
+    // The IndexedDB writer hands back the finished file; the page opens a private file itself.
+    self.postMessage({ done: true, file: await download(event.data.start) });
   } catch (e) {
     self.postMessage({ error: String(e.message ?? e) });
   }

@@ -4,15 +4,17 @@
 // in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. A piece
 // is answered once it is checked, while fewer than BACKLOG_BYTES of checked pieces wait to
 // commit; past that, answers wait for commits. So the download goes on while the browser
-// stores, and the pieces held here stay bounded. The same messages as write-worker.js, each
-// with an `id`: {open: {file, size, pieceSize}} (`file` is the download's key), {write:
-// {offset, blocks, sha1}} (store the piece made of `blocks`, in order, if its SHA-1 is `sha1`),
-// {close: true} (once every stored piece has committed) and {abort: true} (later writes fail).
-// Out: {id} once done ({id, matched} for a write), {id, error}, or {fatal} (a piece could not
-// be stored: the download fails).
+// stores, and the pieces held here stay bounded. Each batch, once committed, is read back and
+// sliced into its pieces, so the file is ready as soon as the last batch has committed. The same
+// messages as write-worker.js, each with an `id`: {open: {file, name, size, pieceSize}} (`file`
+// is the download's key, `name` the file's), {write: {offset, blocks, sha1}} (store the piece
+// made of `blocks`, in order, if its SHA-1 is `sha1`), {close: true} (once every stored piece
+// has committed) and {abort: true} (later writes fail). Out: {id} once done ({id, matched} for a
+// write, {id, file} for `close`: the finished `File`, whose parts stay on disk), {id, error}, or
+// {fatal} (a piece could not be stored: the download fails).
 
 import init, { pieceMatches } from "./pkg/mtorrent_web_peer.js";
-import { openPieceDb, putPieces, startDownload } from "./piece-db.js";
+import { fileOf, openPieceDb, putPieces, startDownload, storedPieces } from "./piece-db.js";
 
 /** The most pieces stored in one record (8 MiB). */
 const BATCH_PIECES = 16;
@@ -22,7 +24,9 @@ const BATCH_MS = 20;
 const BACKLOG_BYTES = 32 << 20;
 
 const ready = init();
-let db, key, pieceBytes;
+let db, key, name, size, pieceBytes;
+/** The stored pieces so far, by index: slices of the stored Blobs. */
+let assembled = [];
 /** The pieces waiting for the next transaction, and its commit. */
 let batch;
 /** Every transaction not yet committed. */
@@ -33,11 +37,14 @@ let held = [];
 /** Why storing failed, once it has. */
 let failure;
 
-async function open({ file, pieceSize }) {
+async function open({ file, name: fileName, size: fileSize, pieceSize }) {
   await ready;
   db = await openPieceDb();
   key = file;
+  name = fileName;
+  size = fileSize;
   pieceBytes = pieceSize;
+  assembled = [];
   await startDownload(db, key);
 }
 
@@ -58,13 +65,14 @@ function writeIfHashIs({ offset, blocks, sha1 }) {
       if (batch?.pieces === pieces) batch = undefined;
       if (!db) throw new Error("the download's storage is closed");
       return putPieces(db, key, pieces);
+    }).then(async (recordKey) => {
+      committed(pieces);
+      for (const [index, piece] of await storedPieces(db, recordKey)) assembled[index] = piece;
     });
     batch = { pieces, stored, full };
     pending.add(stored);
-    stored.then(
-      () => committed(pieces),
-      (e) => fail(new Error(`the browser could not store the download: ${e?.message ?? e}`)),
-    ).finally(() => pending.delete(stored));
+    stored.catch((e) => fail(new Error(`the browser could not store the download: ${e?.message ?? e}`)))
+      .finally(() => pending.delete(stored));
   }
   const bytes = blocks.reduce((sum, block) => sum + block.byteLength, 0);
   batch.pieces.push({ index: offset / pieceBytes, parts: blocks, bytes });
@@ -94,27 +102,32 @@ function fail(error) {
   self.postMessage({ fatal: failure.message });
 }
 
+/** Resolves, once every piece has committed, with the finished file. */
 async function close() {
   batch?.full();
   await Promise.all(pending);
   if (failure) throw failure;
+  const file = fileOf(assembled, name, size);
+  assembled = [];
   db.close();
   db = undefined;
+  return file;
 }
 
 function abort() {
   failure ??= new Error("the download's storage is closed");
   for (const { reject } of held) reject(failure);
   held = [];
+  assembled = [];
   db?.close();
   db = undefined;
 }
 
 let queue = Promise.resolve();
 
-/** Answers message `id` once `work` settles. */
-const answer = (id, work) => work.then(
-  (matched) => self.postMessage({ id, matched }),
+/** Answers message `id` once `work` settles, with what it resolved to under `field`. */
+const answer = (id, work, field) => work.then(
+  (value) => self.postMessage({ id, [field]: value }),
   (e) => self.postMessage({ id, error: String(e.message ?? e) }),
 );
 
@@ -123,12 +136,12 @@ self.onmessage = ({ data }) => {
     abort();
     self.postMessage({ id: data.id });
   } else if (data.write) {
-    // Checked at once, in order after `open`; answered when stored.
-    queue = queue.then(() => { answer(data.id, new Promise((resolve) => resolve(writeIfHashIs(data.write)))); });
+    // Checked at once, in order after `open`; answered once the backlog has room.
+    queue = queue.then(() => { answer(data.id, new Promise((resolve) => resolve(writeIfHashIs(data.write))), "matched"); });
   } else {
     const work = queue.then(() => (data.open ? open(data.open) : close()));
     queue = work.catch(() => {});
-    answer(data.id, work.then(() => undefined));
+    answer(data.id, work, "file");
   }
 };
 

@@ -3,7 +3,8 @@
 // at a time: one record per batch, keyed by [download key, its first piece's index], holding one
 // Blob of the batch's pieces and where each is in it (the browser stores fewer, larger Blobs
 // much faster than one per piece). A finished file is a Blob made of slices of those Blobs,
-// which the browser keeps on disk, so the file is never held in memory whole. A record per
+// which the browser keeps on disk, so the file is never held in memory whole: the writing worker
+// slices each record as it commits, so the file is ready when the last one has. A record per
 // download says when it was last worked on, so a page can tell a download another tab is running
 // from one a closed page left behind. Used by the page and by its writing worker.
 
@@ -46,17 +47,46 @@ export function startDownload(db, key) {
 }
 
 /** Stores verified pieces of download `key`, `[{index, parts}]` (`parts`: the piece's bytes, as
- * Blob parts), as one record, in one transaction. */
-export function putPieces(db, key, pieces) {
+ * Blob parts), as one record, in one transaction; resolves, once it has committed, with the
+ * record's key. */
+export async function putPieces(db, key, pieces) {
   const blob = new Blob(pieces.flatMap((piece) => piece.parts));
   const lengths = pieces.map((piece) => piece.parts.reduce((sum, part) => sum + (part.byteLength ?? part.size), 0));
   const record = { blob, indexes: pieces.map((piece) => piece.index), lengths };
+  const recordKey = [key, Math.min(...record.indexes)];
   // Relaxed durability: a piece lost to a power cut is fetched again, and the browser need not
   // flush the disk for every batch.
   const transaction = db.transaction([PIECES, DOWNLOADS], "readwrite", { durability: "relaxed" });
-  transaction.objectStore(PIECES).put(record, [key, Math.min(...record.indexes)]);
+  transaction.objectStore(PIECES).put(record, recordKey);
   transaction.objectStore(DOWNLOADS).put({ touched: Date.now() }, key);
-  return committed(transaction);
+  await committed(transaction);
+  return recordKey;
+}
+
+/** The pieces of the stored record at `recordKey`, as `[index, Blob]` pairs: slices of the
+ * stored Blob, which stay on disk. */
+export async function storedPieces(db, recordKey) {
+  const record = await result(db.transaction(PIECES).objectStore(PIECES).get(recordKey));
+  if (!record) throw new Error("a stored record is missing");
+  return slices(record);
+}
+
+/** A record's pieces, as `[index, Blob]` pairs. */
+function slices({ blob, indexes, lengths }) {
+  let at = 0;
+  return indexes.map((index, i) => {
+    const piece = [index, blob.slice(at, at + lengths[i])];
+    at += lengths[i];
+    return piece;
+  });
+}
+
+/** `pieces` (Blobs, in order) as a `File` named `name`, which must hold `size` bytes. */
+export function fileOf(pieces, name, size) {
+  if (pieces.includes(undefined)) throw new Error("a stored piece is missing");
+  const file = new File(pieces, name);
+  if (file.size !== size) throw new Error(`the stored pieces hold ${file.size} bytes, not ${size}`);
+  return file;
 }
 
 /** Records that download `key` is still being worked on. */
@@ -71,17 +101,10 @@ export function touchDownload(db, key) {
 export async function storedFile(db, key, name, size) {
   const records = await result(db.transaction(PIECES).objectStore(PIECES).getAll(piecesOf(key)));
   const pieces = [];
-  for (const { blob, indexes, lengths } of records) {
-    let at = 0;
-    indexes.forEach((index, i) => {
-      pieces[index] = blob.slice(at, at + lengths[i]);
-      at += lengths[i];
-    });
+  for (const record of records) {
+    for (const [index, piece] of slices(record)) pieces[index] = piece;
   }
-  if (pieces.includes(undefined)) throw new Error("a stored piece is missing");
-  const file = new File(pieces, name);
-  if (file.size !== size) throw new Error(`the stored pieces hold ${file.size} bytes, not ${size}`);
-  return file;
+  return fileOf(pieces, name, size);
 }
 
 /** Deletes download `key`'s pieces and record. A `File` built from them before stays readable:

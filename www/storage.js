@@ -64,15 +64,15 @@ export async function openWriter(key, pieceBytes) {
 }
 
 /** The finished download `key` (the private file's name, or the IndexedDB key) as a `File`
- * named `name` of `size` bytes, ready to save and to seed from. Pieces in IndexedDB are
- * deleted once the file is built: the browser keeps their bytes while the page holds the file,
- * and frees them when it closes. */
-export async function finishedFile(key, name, size) {
+ * named `name` of `size` bytes, ready to save and to seed from: `built` if the writer made it,
+ * else made here. Pieces in IndexedDB are deleted once the file is built: the browser keeps
+ * their bytes while the page holds the file, and frees them when it closes. */
+export async function finishedFile(key, name, size, built) {
   if (downloadStorage === "opfs") {
     const root = await navigator.storage.getDirectory();
     return (await root.getFileHandle(key)).getFile();
   }
-  const file = await storedFile(await database(), key, name, size);
+  const file = built ?? await storedFile(await database(), key, name, size);
   // The file is ready now; its records go in the background.
   discardDownload(await database(), key).catch((e) => console.warn(`cannot delete the stored pieces: ${e.message ?? e}`));
   return file;
