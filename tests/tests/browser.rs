@@ -197,6 +197,28 @@ async fn the_page_refetches_pieces_a_corrupt_peer_sent() {
     let browser = Browser::on_page(&trackers.page_url()).await;
     let digest = download_in_page(&browser, &swarm.mtorrent).await;
     assert_eq!(digest, sha1_hex(&data));
+    assert_corrupt_pieces_were_caught(&browser).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_is_not_a_secure_context_refetches_pieces_a_corrupt_peer_sent() {
+    mtorrent_e2e::browser::require_page();
+    let dir = Dir::new();
+    let trackers = Trackers::start(&dir);
+    let data = random_bytes(5 << 20, 46);
+    let swarm = CorruptSwarm::start(&dir, &trackers, &data).await;
+    let browser = insecure_page(&trackers).await;
+    browser
+        .choose_file("download-mtorrent", &swarm.mtorrent)
+        .await;
+    browser.wait_for_state("download-status", &["done"]).await;
+    let saved = hex::decode(browser.hex_of_link("download-save").await).unwrap();
+    assert!(saved == data, "the saved file differs from the seeded one");
+    assert_corrupt_pieces_were_caught(&browser).await;
+}
+
+/// Fails unless the page warned of pieces that failed their check.
+async fn assert_corrupt_pieces_were_caught(browser: &Browser) {
     let (_, warnings) = browser.state("download-warnings").await;
     assert!(
         warnings.contains("failed its check"),
