@@ -21,7 +21,7 @@ const BATCH_PIECES = 16;
 /** How long a batch waits for more pieces once it has one. */
 const BATCH_MS = 20;
 /** The most bytes of checked pieces not yet committed before answers wait for commits. */
-const BACKLOG_BYTES = 32 << 20;
+const BACKLOG_BYTES = 64 << 20;
 
 const ready = init();
 let db, key, name, size, pieceBytes;
