@@ -19,10 +19,6 @@ mod lanes {
         u32x4_splat(x)
     }
     #[inline(always)]
-    pub fn from_words(w: [u32; 4]) -> Lanes {
-        u32x4(w[0], w[1], w[2], w[3])
-    }
-    #[inline(always)]
     pub fn lane(a: Lanes, i: usize) -> u32 {
         match i {
             0 => u32x4_extract_lane::<0>(a),
@@ -107,7 +103,9 @@ mod lanes {
     }
 }
 
-use lanes::{add, and, and_not, from_words, lane, or, rotl, splat, xor, Lanes};
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+use lanes::from_words;
+use lanes::{add, and, and_not, lane, or, rotl, splat, xor, Lanes};
 
 const H: [u32; 5] = [
     0x6745_2301,
@@ -158,9 +156,44 @@ pub fn sha1_x4(messages: [&[u8]; 4]) -> [[u8; 20]; 4] {
     digests
 }
 
-/// One 64-byte block of each of the four messages.
+/// The 16 big-endian words of each of four 64-byte blocks, transposed: word `t` of every block
+/// in `w[t]`. In WebAssembly, four vector loads, a byte swap each, and a 4 × 4 transpose per
+/// four words: building each vector from four scalar loads instead took longer than the rounds.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-fn compress(state: &mut [Lanes; 5], blocks: [&[u8]; 4]) {
+fn load_words(blocks: [&[u8]; 4]) -> [Lanes; 16] {
+    use core::arch::wasm32::*;
+    let mut w = [splat(0); 16];
+    for group in 0..4 {
+        let v = blocks.map(|b| {
+            let x: [u8; 16] = b[16 * group..16 * group + 16].try_into().expect("16 bytes");
+            // Built from 16 neighbouring bytes, which the compiler makes one vector load; the
+            // swizzle turns each big-endian word around.
+            let raw = u8x16(
+                x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12],
+                x[13], x[14], x[15],
+            );
+            i8x16_swizzle(
+                raw,
+                i8x16(3, 2, 1, 0, 7, 6, 5, 4, 11, 10, 9, 8, 15, 14, 13, 12),
+            )
+        });
+        let low01 = i32x4_shuffle::<0, 4, 1, 5>(v[0], v[1]);
+        let high01 = i32x4_shuffle::<2, 6, 3, 7>(v[0], v[1]);
+        let low23 = i32x4_shuffle::<0, 4, 1, 5>(v[2], v[3]);
+        let high23 = i32x4_shuffle::<2, 6, 3, 7>(v[2], v[3]);
+        w[4 * group] = i64x2_shuffle::<0, 2>(low01, low23);
+        w[4 * group + 1] = i64x2_shuffle::<1, 3>(low01, low23);
+        w[4 * group + 2] = i64x2_shuffle::<0, 2>(high01, high23);
+        w[4 * group + 3] = i64x2_shuffle::<1, 3>(high01, high23);
+    }
+    w
+}
+
+/// The same, a word at a time, where there is no WebAssembly SIMD.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn load_words(blocks: [&[u8]; 4]) -> [Lanes; 16] {
     let mut w: [Lanes; 16] = [splat(0); 16];
     for (t, word) in w.iter_mut().enumerate() {
         *word = from_words(
@@ -168,6 +201,13 @@ fn compress(state: &mut [Lanes; 5], blocks: [&[u8]; 4]) {
                 .map(|b| u32::from_be_bytes([b[4 * t], b[4 * t + 1], b[4 * t + 2], b[4 * t + 3]])),
         );
     }
+    w
+}
+
+/// One 64-byte block of each of the four messages.
+#[inline(always)]
+fn compress(state: &mut [Lanes; 5], blocks: [&[u8]; 4]) {
+    let mut w = load_words(blocks);
     let mut v = *state;
     macro_rules! rounds {
         ($($t:literal)*) => { $(round::<$t>(&mut v, &mut w);)* };

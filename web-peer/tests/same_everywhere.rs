@@ -208,3 +208,45 @@ fn a_piece_matches_its_sha1_from_its_blocks_only() {
     assert!(!piece_matches(&missing, &expected));
     assert!(!piece_matches(&blocks(&[]), &[0; 20]));
 }
+
+/// `piecesMatch` checks several pieces at once, four of one length together, and says of each
+/// exactly what `pieceMatches` would: the SIMD hashing of four gives every lane its own SHA-1.
+#[cfg(target_arch = "wasm32")]
+#[test]
+fn pieces_checked_together_match_their_own_sha1_each() {
+    use mtorrent_shared::PieceHash;
+    use mtorrent_web_peer::{piece_matches, pieces_match};
+    // Eight pieces of 512 KiB (two groups of four), then a short last piece; blocks of 256 KiB.
+    let pieces: Vec<Vec<u8>> = (0..9u8)
+        .map(|n| {
+            let len = if n == 8 { 1_000 } else { 524_288 };
+            sample(len).into_iter().map(|b| b ^ n).collect()
+        })
+        .collect();
+    let as_blocks = |piece: &[u8]| -> js_sys::Array {
+        piece
+            .chunks(262_144)
+            .map(js_sys::Uint8Array::from)
+            .collect()
+    };
+    let all: js_sys::Array = pieces.iter().map(|p| as_blocks(p)).collect();
+    let mut expected: Vec<u8> = pieces.iter().flat_map(|p| PieceHash::of(p).0).collect();
+    assert_eq!(pieces_match(&all, &expected), vec![1; 9]);
+    for (i, piece) in pieces.iter().enumerate() {
+        assert!(piece_matches(
+            &as_blocks(piece),
+            &expected[i * 20..i * 20 + 20]
+        ));
+    }
+    // A wrong hash in each group, and a piece that is not an array of blocks: those pieces
+    // alone fail.
+    expected[2 * 20] ^= 1;
+    expected[5 * 20 + 19] ^= 1;
+    all.set(7, wasm_bindgen::JsValue::from_str("not blocks"));
+    assert_eq!(
+        pieces_match(&all, &expected),
+        vec![1, 1, 0, 1, 1, 0, 1, 0, 1]
+    );
+    // Hashes of the wrong total length match nothing.
+    assert_eq!(pieces_match(&all, &expected[..20]), vec![0; 9]);
+}
