@@ -1,17 +1,17 @@
 // Checks a download's pieces and stores the good ones in IndexedDB (www/piece-db.js), for
 // pages that are not a secure context and so have neither the Origin Private File System nor
-// WebCrypto: pieces are hashed with the peer's WebAssembly SHA-1, four at a time, and good pieces are stored
-// in batches, one record each: up to BATCH_PIECES pieces, or what came within BATCH_MS. A piece
-// is answered once it is checked, while fewer than BACKLOG_BYTES of checked pieces wait to
-// commit; past that, answers wait for commits. So the download goes on while the browser
-// stores, and the pieces held here stay bounded. Each batch, once committed, is read back and
-// sliced into its pieces, so the file is ready as soon as the last batch has committed. The same
-// messages as write-worker.js, each with an `id`: {open: {file, name, size, pieceSize}} (`file`
-// is the download's key, `name` the file's), {write: {offset, blocks, sha1}} (store the piece
-// made of `blocks`, in order, if its SHA-1 is `sha1`), {close: true} (once every stored piece
-// has committed) and {abort: true} (later writes fail). Out: {id} once done ({id, matched} for a
-// write, {id, file} for `close`: the finished `File`, whose parts stay on disk), {id, error}, or
-// {fatal} (a piece could not be stored: the download fails).
+// WebCrypto: pieces are hashed with the peer's WebAssembly SHA-1, four at a time, and good ones
+// are stored in batches, one record each: up to BATCH_PIECES pieces, or what came within
+// BATCH_MS. A piece is answered once it is checked, while fewer than BACKLOG_BYTES of checked
+// pieces wait to commit; past that, answers wait for commits. So the download goes on while the
+// browser stores, and the pieces held here stay bounded. Each batch, once committed, is read back
+// and sliced into its pieces, so the file is ready as soon as the last batch has committed. The
+// same messages as write-worker.js, each with an `id`: {open: {file, name, size, pieceSize}}
+// (`file` is the download's key, `name` the file's), {write: {offset, blocks, sha1}} (store the
+// piece made of `blocks`, in order, if its SHA-1 is `sha1`), {close: true} (once every stored
+// piece has committed) and {abort: true} (later writes fail). Out: {id} once done ({id, matched}
+// for a write, {id, file} for `close`: the finished `File`, whose parts stay on disk), {id,
+// error}, or {fatal} (a piece could not be stored: the download fails).
 
 import init, { piecesMatch } from "./pkg/mtorrent_web_peer.js";
 import { fileOf, openPieceDb, putPieces, startDownload, storedPieces } from "./piece-db.js";
