@@ -1,7 +1,7 @@
 //! SHA-1 of a piece: the browser's own (WebCrypto, native code, run off the thread that asks)
 //! when the page or worker has it, which is much faster than SHA-1 in WebAssembly; `shared`'s
 //! otherwise. Pages that are not a secure context have no WebCrypto: their writer checks pieces
-//! with [`piece_matches`].
+//! with [`pieces_match`].
 
 use std::cell::RefCell;
 
@@ -40,8 +40,6 @@ fn web_crypto(data: &mut [u8]) -> Option<JsFuture> {
 }
 
 thread_local! {
-    /// Where [`piece_matches`] puts a piece's blocks together, reused from piece to piece.
-    static ASSEMBLY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Where [`pieces_match`] puts four pieces together, reused from call to call.
     static ASSEMBLIES: RefCell<[Vec<u8>; 4]> = const {
         RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()])
@@ -92,9 +90,17 @@ pub fn pieces_match(pieces: &Array, expected: &[u8]) -> Vec<u8> {
                 let [a, b, c, d] = &*assemblies;
                 mtorrent_shared::sha1_x4::sha1_x4([a, b, c, d]).to_vec()
             } else {
+                // A piece that is not an array of blocks is not hashed: it matches nothing.
                 assemblies[..group]
                     .iter()
-                    .map(|piece| PieceHash::of(piece).0)
+                    .zip(whole)
+                    .map(|(piece, whole)| {
+                        if whole {
+                            PieceHash::of(piece).0
+                        } else {
+                            [0; 20]
+                        }
+                    })
                     .collect()
             };
             for (i, digest) in digests.iter().enumerate() {
@@ -104,13 +110,4 @@ pub fn pieces_match(pieces: &Array, expected: &[u8]) -> Vec<u8> {
         }
     });
     matched
-}
-
-/// Whether the piece made of `blocks` (`Uint8Array`s, its bytes in order) has the SHA-1
-/// `expected` (20 bytes), hashed with `shared`'s SHA-1: how a page with no WebCrypto (one that
-/// is not a secure context) checks one piece; [`pieces_match`] checks several at once.
-#[wasm_bindgen(js_name = pieceMatches)]
-pub fn piece_matches(blocks: &Array, expected: &[u8]) -> bool {
-    ASSEMBLY
-        .with_borrow_mut(|piece| assemble(blocks, piece) && PieceHash::of(piece).0[..] == *expected)
 }

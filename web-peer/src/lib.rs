@@ -28,7 +28,7 @@ use futures::channel::mpsc;
 use mtorrent_shared::{InfoHash, Metainfo, PeerId, PieceHasher};
 use wasm_bindgen::prelude::*;
 
-pub use digest::{piece_matches, pieces_match};
+pub use digest::pieces_match;
 pub use events::PeerEvent;
 pub use store::PieceStore;
 use swarm::Swarm;

@@ -168,13 +168,13 @@ fn tracker_messages_round_trip() {
     assert!(ToTracker::decode("{\"type\":\"announce\"}").is_err());
 }
 
-/// The writer of a page without WebCrypto checks each piece, given as its blocks, with
-/// `pieceMatches`: the piece's SHA-1, whatever its blocks, and nothing else.
+/// The writer of a page without WebCrypto checks pieces, given as their blocks, with
+/// `piecesMatch`: a piece's SHA-1, whatever its blocks, and nothing else.
 #[cfg(target_arch = "wasm32")]
 #[test]
 fn a_piece_matches_its_sha1_from_its_blocks_only() {
     use mtorrent_shared::PieceHash;
-    use mtorrent_web_peer::piece_matches;
+    use mtorrent_web_peer::pieces_match;
     let piece = sample(524_288);
     let expected = PieceHash::of(&piece).0;
     let blocks = |cuts: &[usize]| -> js_sys::Array {
@@ -188,34 +188,38 @@ fn a_piece_matches_its_sha1_from_its_blocks_only() {
             })
             .collect()
     };
-    assert!(piece_matches(&blocks(&[]), &expected));
-    assert!(piece_matches(&blocks(&[262_144]), &expected));
-    assert!(piece_matches(&blocks(&[1, 100_000, 400_001]), &expected));
+    let matches = |blocks: js_sys::Array, expected: &[u8]| {
+        pieces_match(&[blocks].into_iter().collect(), expected) == [1]
+    };
+    assert!(matches(blocks(&[]), &expected));
+    assert!(matches(blocks(&[262_144]), &expected));
+    assert!(matches(blocks(&[1, 100_000, 400_001]), &expected));
     // Blocks out of order, a byte changed, a block missing, a wrong hash.
     let reordered = blocks(&[262_144]);
     reordered.reverse();
-    assert!(!piece_matches(&reordered, &expected));
+    assert!(!matches(reordered, &expected));
     let mut changed = piece.clone();
     changed[77] ^= 1;
-    assert!(!piece_matches(
-        &[js_sys::Uint8Array::from(&changed[..])]
+    assert!(!matches(
+        [js_sys::Uint8Array::from(&changed[..])]
             .into_iter()
             .collect(),
         &expected
     ));
     let missing = blocks(&[262_144]);
     missing.pop();
-    assert!(!piece_matches(&missing, &expected));
-    assert!(!piece_matches(&blocks(&[]), &[0; 20]));
+    assert!(!matches(missing, &expected));
+    assert!(!matches(blocks(&[]), &[0; 20]));
 }
 
 /// `piecesMatch` checks several pieces at once, four of one length together, and says of each
-/// exactly what `pieceMatches` would: the SIMD hashing of four gives every lane its own SHA-1.
+/// exactly what it says of that piece alone: the SIMD hashing of four gives every lane its own
+/// SHA-1.
 #[cfg(target_arch = "wasm32")]
 #[test]
 fn pieces_checked_together_match_their_own_sha1_each() {
     use mtorrent_shared::PieceHash;
-    use mtorrent_web_peer::{piece_matches, pieces_match};
+    use mtorrent_web_peer::pieces_match;
     // Eight pieces of 512 KiB (two groups of four), then a short last piece; blocks of 256 KiB.
     let pieces: Vec<Vec<u8>> = (0..9u8)
         .map(|n| {
@@ -233,10 +237,8 @@ fn pieces_checked_together_match_their_own_sha1_each() {
     let mut expected: Vec<u8> = pieces.iter().flat_map(|p| PieceHash::of(p).0).collect();
     assert_eq!(pieces_match(&all, &expected), vec![1; 9]);
     for (i, piece) in pieces.iter().enumerate() {
-        assert!(piece_matches(
-            &as_blocks(piece),
-            &expected[i * 20..i * 20 + 20]
-        ));
+        let alone: js_sys::Array = [as_blocks(piece)].into_iter().collect();
+        assert_eq!(pieces_match(&alone, &expected[i * 20..i * 20 + 20]), [1]);
     }
     // A wrong hash in each group, and a piece that is not an array of blocks: those pieces
     // alone fail.
