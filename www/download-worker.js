@@ -51,21 +51,23 @@ async function download({ document, file, storage }) {
   const name = summary.name;
   summary.free();
   const writer = startWriter(storage);
+  // The writer opens its storage while the peer finds peers; it handles writes in order after
+  // `open`.
+  const opened = writer.call({ open: { file, name, size, pieceSize: pieceSize() } });
   try {
-    // The writer opens its storage while the peer finds peers; pieces wait for it.
-    const opened = writer.call({ open: { file, name, size, pieceSize: pieceSize() } });
     const store = {
       read: () => Promise.reject(new Error("a download is read only once it is complete")),
       write: () => Promise.reject(new Error("writeIfHashIs is used")),
       // A piece's blocks move to the writer in the buffers they arrived in: this thread, which
       // receives them, copies none.
-      writeIfHashIs: (offset, blocks, sha1) =>
-        opened.then(() => writer.call({ write: { offset, blocks, sha1 } }, blocks.map((block) => block.buffer))),
+      writeIfHashIs: (offset, blocks, sha1) => writer.call({ write: { offset, blocks, sha1 } }, blocks.map((block) => block.buffer)),
     };
     await Promise.all([opened, peer.download(document, store)]);
     return await writer.call({ close: true });
   } catch (e) {
-    // Let go of the file before the writer goes, so a new try can open it at once.
+    // Let go of the file before the writer goes, so a new try can open it at once; an `open`
+    // still under way would take it after the abort.
+    await opened.catch(() => {});
     await writer.call({ abort: true }).catch(() => {});
     throw e;
   } finally {

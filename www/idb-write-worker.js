@@ -77,9 +77,17 @@ function checkWaiting() {
   const group = unchecked;
   unchecked = [];
   if (group.length === 0) return;
-  const sha1s = new Uint8Array(group.length * 20);
-  group.forEach(({ write }, i) => sha1s.set(write.sha1, i * 20));
-  const matched = piecesMatch(group.map(({ write }) => write.blocks), sha1s);
+  let matched;
+  try {
+    const sha1s = new Uint8Array(group.length * 20);
+    group.forEach(({ write }, i) => sha1s.set(write.sha1, i * 20));
+    matched = piecesMatch(group.map(({ write }) => write.blocks), sha1s);
+  } catch (e) {
+    // The pieces cannot be checked: the download fails rather than waiting for them.
+    for (const { reject } of group) reject(e);
+    fail(new Error(`cannot check the pieces: ${e?.message ?? e}`));
+    return;
+  }
   group.forEach(({ write, resolve }, i) => resolve(matched[i] === 1 && store(write)));
 }
 
@@ -97,7 +105,10 @@ function store({ offset, blocks }) {
     }).then(() => {
       if (batch?.pieces === pieces) batch = undefined;
       if (!db) throw new Error("the download's storage is closed");
-      return putPieces(db, key, pieces);
+      const stored = putPieces(db, key, pieces);
+      // The Blob holds the pieces' bytes now: their buffers go.
+      for (const piece of pieces) piece.parts = undefined;
+      return stored;
     }).then(async (recordKey) => {
       committed(pieces);
       for (const [index, piece] of await storedPieces(db, recordKey)) assembled[index] = piece;
@@ -130,12 +141,17 @@ function committed(pieces) {
 function fail(error) {
   if (failure) return;
   failure = error;
+  rejectWaiting();
+  self.postMessage({ fatal: failure.message });
+}
+
+/** Fails every answer still waiting (for a check, or for room in the backlog) with `failure`. */
+function rejectWaiting() {
   clearTimeout(checkTimer);
   checkTimer = undefined;
   for (const { reject } of [...held, ...unchecked]) reject(failure);
   held = [];
   unchecked = [];
-  self.postMessage({ fatal: failure.message });
 }
 
 /** Resolves, once every piece has committed, with the finished file. */
@@ -153,11 +169,7 @@ async function close() {
 
 function abort() {
   failure ??= new Error("the download's storage is closed");
-  clearTimeout(checkTimer);
-  checkTimer = undefined;
-  for (const { reject } of [...held, ...unchecked]) reject(failure);
-  held = [];
-  unchecked = [];
+  rejectWaiting();
   assembled = [];
   db?.close();
   db = undefined;
