@@ -1136,26 +1136,55 @@ async fn begin_message(
     stream
 }
 
-/// How long until the tracker closes `stream`, sending it a byte every `every` meanwhile (none
-/// if `None`); at most `limit`.
+/// Opens a WebSocket to the tracker at `url` and sends the first fragment of a text message,
+/// `length` bytes, not final: the rest of the message is still to come.
+async fn begin_fragmented_message(
+    url: &str,
+    addr: std::net::SocketAddr,
+    length: u16,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    let mut stream = socket.into_inner();
+    // Text, not FIN; masked with a zero key; a 16-bit length.
+    let mut header = vec![0x01, 0x80 | 126];
+    header.extend_from_slice(&length.to_be_bytes());
+    header.extend_from_slice(&[0; 4]);
+    stream.write_all(&header).await.unwrap();
+    stream
+        .write_all(&vec![b' '; usize::from(length)])
+        .await
+        .unwrap();
+    stream
+}
+
+/// An empty Pong frame, masked as from a client: a control frame may come between the
+/// fragments of a message.
+const PONG: &[u8] = &[0x8a, 0x80, 0, 0, 0, 0];
+
+/// How long until the tracker closes `stream`, sending it `bytes` every `every` meanwhile
+/// (nothing if `None`); at most `limit`.
 async fn closed_within(
     mut stream: tokio::net::TcpStream,
-    every: Option<Duration>,
+    every: Option<(Duration, &[u8])>,
     limit: Duration,
 ) -> Option<Duration> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let started = Instant::now();
     let mut buffer = [0u8; 4096];
     while started.elapsed() < limit {
-        let wait = every.unwrap_or(Duration::from_millis(500));
+        let wait = every.map_or(Duration::from_millis(500), |(every, _)| every);
         match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
             // A ping or an error reply before the close.
             Ok(Ok(_)) => {}
             Err(_) => {}
         }
-        if every.is_some() && stream.write_all(b" ").await.is_err() {
-            return Some(started.elapsed());
+        if let Some((_, bytes)) = every {
+            if stream.write_all(bytes).await.is_err() {
+                return Some(started.elapsed());
+            }
         }
     }
     None
@@ -1175,16 +1204,34 @@ fn assert_closed_soon(what: &str, closed: Option<Duration>, limit: Duration) {
 async fn a_message_that_stops_or_trickles_halfway_is_not_held() {
     let dir = Dir::new();
     let t = tracker(&dir, "t1", &[]);
-    // One sends half of a 1 MiB message and stops; another sends a byte every 200 ms.
+    // One sends half of a 1 MiB message and stops; another sends a byte every 200 ms; a third
+    // sends the first fragment of a message, then only pongs between the fragments.
     let stalled = begin_message(&t.ws_url(), t.addr(), 1 << 20, 512 << 10).await;
     let trickling = begin_message(&t.ws_url(), t.addr(), 1 << 20, 16).await;
+    let ponging = begin_fragmented_message(&t.ws_url(), t.addr(), 60_000).await;
+    // Meanwhile an idle client sends nothing but pongs, as one answering pings does: that is
+    // not a message under way.
+    let mut idle = TrackerClient::connect(&t.ws_url()).await;
+    let idle_pongs = async {
+        for _ in 0..30 {
+            idle.send_raw(Message::Pong(Default::default())).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
     let limit = Duration::from_secs(30);
-    let (stalled, trickling) = tokio::join!(
+    let (stalled, trickling, ponging, ()) = tokio::join!(
         closed_within(stalled, None, limit),
-        closed_within(trickling, Some(Duration::from_millis(200)), limit),
+        closed_within(trickling, Some((Duration::from_millis(200), b" ")), limit),
+        closed_within(ponging, Some((Duration::from_millis(500), PONG)), limit),
+        idle_pongs,
     );
     assert_closed_soon("stalled", stalled, limit);
     assert_closed_soon("trickling", trickling, limit);
+    assert_closed_soon("ponging between fragments", ponging, limit);
+    let reply = idle
+        .request(&announce(InfoHash([4; 20]), 2, AnnounceEvent::Started))
+        .await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
     // An honest client with a message as large, sent at once, is served.
     let meta = large_metainfo("whole.bin", 20_000);
     let ToTracker::Announce(mut register) = announce(meta.info_hash(), 1, AnnounceEvent::Started)
@@ -1210,7 +1257,7 @@ async fn a_connection_that_sends_nothing_or_its_headers_a_byte_at_a_time_is_clos
     let limit = Duration::from_secs(30);
     let (silent, slow) = tokio::join!(
         closed_within(silent, None, limit),
-        closed_within(slow, Some(Duration::from_millis(500)), limit),
+        closed_within(slow, Some((Duration::from_millis(500), b" ")), limit),
     );
     assert_closed_soon("silent", silent, limit);
     assert_closed_soon("slow headers", slow, limit);

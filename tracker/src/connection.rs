@@ -36,6 +36,10 @@ const PARTIAL_MESSAGE_MIN_RATE: u64 = 64 * 1024;
 /// How often a connection waiting for a message looks at what arrived meanwhile.
 const ARRIVAL_CHECK: Duration = Duration::from_secs(1);
 
+/// The longest header of a client's control frame: two bytes and a four-byte mask (a control
+/// frame's payload is at most 125 bytes, so its length fits the first).
+const MAX_CONTROL_HEADER: usize = 6;
+
 /// Serves one accepted WebSocket, from `source`, until it closes; `received` counts the bytes
 /// that arrive on it, and `_slot` is its place among the tracker's connections, freed when
 /// this returns.
@@ -394,7 +398,10 @@ struct Frames {
     stream: futures::stream::SplitStream<WebSocket>,
     received: Arc<Received>,
     idle_timeout: Duration,
-    /// When the last whole frame came, and the byte count then.
+    /// When the last frame of any kind came.
+    last_heard: Instant,
+    /// When the last whole message came (or a ping or pong with nothing else since), and the
+    /// byte count then: what arrives after it belongs to a message under way.
     last_frame: (Instant, u64),
     /// When the byte count last grew, and to what.
     last_byte: (Instant, u64),
@@ -414,6 +421,7 @@ impl Frames {
             stream,
             received,
             idle_timeout,
+            last_heard: now,
             last_frame: (now, count),
             last_byte: (now, count),
             message_started: None,
@@ -428,9 +436,24 @@ impl Frames {
             match tokio::time::timeout(ARRIVAL_CHECK, self.stream.next()).await {
                 Ok(Some(frame)) => {
                     let now = Instant::now();
-                    self.last_frame = (now, self.received.get());
-                    self.last_byte = self.last_frame;
-                    self.message_started = None;
+                    let count = self.received.get();
+                    self.last_heard = now;
+                    // A ping or pong may come between the fragments of a message: it ends
+                    // nothing unless nothing but itself arrived since the last message.
+                    let control = match &frame {
+                        Ok(Message::Ping(payload) | Message::Pong(payload)) => Some(payload.len()),
+                        _ => None,
+                    };
+                    let since = count - self.last_frame.1;
+                    if control.is_none_or(|len| since <= (len + MAX_CONTROL_HEADER) as u64) {
+                        self.last_frame = (now, count);
+                        self.last_byte = self.last_frame;
+                        self.message_started = None;
+                    } else {
+                        // Control frames coming often must not keep the message's limits
+                        // from being checked.
+                        self.check(now)?;
+                    }
                     return frame.map(Some).map_err(|e| e.to_string());
                 }
                 Ok(None) => return Ok(None),
@@ -444,7 +467,7 @@ impl Frames {
         if count != self.last_byte.1 {
             self.last_byte = (now, count);
         }
-        let waited = now.duration_since(self.last_frame.0);
+        let waited = now.duration_since(self.last_heard);
         if waited >= self.idle_timeout {
             return Err(format!("silent for {:?}", self.idle_timeout));
         }
