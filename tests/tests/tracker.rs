@@ -1312,3 +1312,32 @@ async fn a_connection_is_one_peer_in_a_swarm() {
         .await;
     assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
 }
+
+#[tokio::test]
+async fn a_page_of_no_files_asked_for_does_not_end_the_list() {
+    let dir = Dir::new();
+    let t = tracker(&dir, "t1", &[]);
+    let meta = large_metainfo("listed.bin", 4);
+    let ToTracker::Announce(mut register) = announce(meta.info_hash(), 1, AnnounceEvent::Started)
+    else {
+        unreachable!()
+    };
+    register.metainfo = Some(meta.to_json());
+    let mut client = TrackerClient::connect(&t.ws_url()).await;
+    let reply = client.request(&ToTracker::Announce(register)).await;
+    assert!(matches!(reply, FromTracker::Peers { .. }), "{reply:?}");
+    let reply = client
+        .request(&ToTracker::ListFiles {
+            after: None,
+            limit: Some(0),
+        })
+        .await;
+    let FromTracker::Files { files, .. } = reply else {
+        panic!("expected files, got {reply:?}")
+    };
+    assert_eq!(
+        files.iter().map(|f| f.info_hash).collect::<Vec<_>>(),
+        [meta.info_hash()],
+        "a page holds at least one file"
+    );
+}

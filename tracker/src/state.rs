@@ -200,7 +200,8 @@ impl Tracker {
                 dial,
             } => inner.signal(conn, info_hash, from, to, dial),
             ToTracker::ListFiles { after, limit } => {
-                let limit = limit.unwrap_or(MAX_LIST_PAGE).min(MAX_LIST_PAGE) as usize;
+                // A page of none would say the list ends there: at least one.
+                let limit = limit.unwrap_or(MAX_LIST_PAGE).clamp(1, MAX_LIST_PAGE) as usize;
                 let (files, next) = inner
                     .catalog
                     .list(after, limit, |h| inner.registry.swarm_counts(h));
