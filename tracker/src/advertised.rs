@@ -27,6 +27,16 @@ const MAX_LOOKUPS: usize = 8;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Checks announced addresses; see the module's documentation.
+/// Why an announced URL was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The URL is not at the announcer's address: the announce breaks the rules.
+    NotYours(String),
+    /// Its name could not be looked up now (too many lookups under way, or one too slow): the
+    /// announcer did nothing wrong and may try again.
+    TryLater(String),
+}
+
 #[derive(Debug)]
 pub struct AdvertisedHosts {
     trusted_relays: Vec<IpAddr>,
@@ -45,7 +55,7 @@ impl AdvertisedHosts {
     }
 
     /// `Ok` if a connection from `source` may announce `address`; otherwise why not.
-    pub async fn check(&self, address: &PeerAddress, source: IpAddr) -> Result<(), String> {
+    pub async fn check(&self, address: &PeerAddress, source: IpAddr) -> Result<(), Refusal> {
         let PeerAddress::Native { url } = address else {
             return Ok(());
         };
@@ -53,18 +63,19 @@ impl AdvertisedHosts {
         if self.trusted_relays.contains(&source) {
             return Ok(());
         }
-        let host = host_of(url).ok_or_else(|| format!("{url} has no host a peer can dial"))?;
+        let host = host_of(url)
+            .ok_or_else(|| Refusal::NotYours(format!("{url} has no host a peer can dial")))?;
         let addresses = match host.parse::<IpAddr>() {
             Ok(ip) => vec![canonical(ip)],
-            Err(_) => self.resolve(host).await?,
+            Err(_) => self.resolve(host).await.map_err(Refusal::TryLater)?,
         };
         if addresses.contains(&source) {
             Ok(())
         } else {
-            Err(format!(
+            Err(Refusal::NotYours(format!(
                 "{url} is not at {source}, where the announce came from: announce your port only, \
                  or from the host you advertise"
-            ))
+            )))
         }
     }
 
@@ -89,6 +100,9 @@ impl AdvertisedHosts {
             Err(_) => return Err(format!("looking up {name} took too long")),
         };
         let mut resolved = self.lock();
+        if resolved.len() >= MAX_REMEMBERED {
+            resolved.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
+        }
         if resolved.len() >= MAX_REMEMBERED {
             resolved.clear();
         }
@@ -125,6 +139,21 @@ mod tests {
 
     fn native(url: &str) -> PeerAddress {
         PeerAddress::Native { url: url.into() }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_cannot_be_looked_up_now_is_to_try_again_not_a_fault() {
+        let hosts = AdvertisedHosts::new(&[]);
+        let source: IpAddr = "192.0.2.7".parse().unwrap();
+        // Every lookup slot busy.
+        let _busy = hosts.lookups.try_acquire_many(MAX_LOOKUPS as u32).unwrap();
+        let refused = hosts
+            .check(&native("ws://peer.example:7003/"), source)
+            .await;
+        assert!(matches!(refused, Err(Refusal::TryLater(_))), "{refused:?}");
+        // An address that is not the announcer's is a fault, busy or not.
+        let refused = hosts.check(&native("ws://192.0.2.8:7003/"), source).await;
+        assert!(matches!(refused, Err(Refusal::NotYours(_))), "{refused:?}");
     }
 
     #[test]

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
-use mtorrent_shared::tracker::{ErrorCode, FromTracker, ToTracker};
+use mtorrent_shared::tracker::{AnnounceEvent, ErrorCode, FromTracker, ToTracker};
 use tokio::sync::mpsc;
 
 use crate::admission::Slot;
+use crate::advertised::Refusal;
 use crate::metered::Received;
 use crate::outbox::{Outbox, Text};
 use crate::registry::ConnectionId;
@@ -275,17 +276,25 @@ async fn run_inner(
             _ => {}
         }
         if let ToTracker::Announce(announce) = &message {
-            // Checked before the state is locked: a name may take a lookup.
-            if let Err(reason) = tracker.advertised.check(&announce.address, source).await {
-                strike(
-                    &outbox,
-                    &mut strikes,
-                    tracker,
-                    ErrorCode::BadAddress,
-                    &reason,
-                )
-                .await?;
-                continue;
+            // Checked before the state is locked: a name may take a lookup. A peer that leaves
+            // is not held to its address: nobody dials it from this announce.
+            let checked = if announce.event == AnnounceEvent::Stopped {
+                Ok(())
+            } else {
+                tracker.advertised.check(&announce.address, source).await
+            };
+            match checked {
+                Ok(()) => {}
+                Err(Refusal::NotYours(reason)) => {
+                    let code = ErrorCode::BadAddress;
+                    strike(&outbox, &mut strikes, tracker, code, &reason).await?;
+                    continue;
+                }
+                Err(Refusal::TryLater(reason)) => {
+                    let refused = FromTracker::error(ErrorCode::BadAddress, &reason);
+                    queue(&outbox, refused.encode().into()).await?;
+                    continue;
+                }
             }
         }
         let mut reply = None;
